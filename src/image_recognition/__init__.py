@@ -1,0 +1,3 @@
+"""image_recognition"""
+
+__version__ = "0.1"

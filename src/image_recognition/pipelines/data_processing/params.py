@@ -1,0 +1,111 @@
+"""Validated parameters of the ``data_processing`` pipeline (``parameters_data_processing.yml``)."""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from image_recognition.errors import ParameterError
+
+SYNTHETIC_SCHEME = "synthetic"
+_SYNTHETIC_OPTIONS = {"train_per_class": 500, "test_per_class": 100, "seed": 0}
+
+
+def reject_unknown_keys(section: str, given: dict[str, Any], allowed: set[str]) -> None:
+    """Raise a ValueError naming any key of ``given`` that is not in ``allowed``."""
+    if not isinstance(given, dict):
+        raise ParameterError(f"parameter '{section}' must be a mapping, got {type(given).__name__}")
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
+            f"'{section}' accepts only: {', '.join(sorted(allowed))}. Fix the spelling in "
+            "conf/base/parameters_data_processing.yml or your --params"
+        )
+
+
+def _non_negative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParameterError(f"parameter {name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    url: str
+    md5: str | None  # None only for synthetic:// sources, whose md5 is computed
+
+    @property
+    def is_synthetic(self) -> bool:
+        return urllib.parse.urlsplit(self.url).scheme == SYNTHETIC_SCHEME
+
+    @property
+    def archive_name(self) -> str:
+        """File name of the cached archive in ``cache_dir``."""
+        if self.is_synthetic:
+            return "synthetic-cifar-10-python.tar.gz"
+        return PurePosixPath(urllib.parse.urlsplit(self.url).path).name or "cifar-10-python.tar.gz"
+
+    def synthetic_options(self) -> dict[str, int]:
+        """Options of a ``synthetic://cifar10?train_per_class=..&test_per_class=..&seed=..`` URL."""
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.url).query))
+        reject_unknown_keys("cifar10.source.url (synthetic query)", query, set(_SYNTHETIC_OPTIONS))
+        options = dict(_SYNTHETIC_OPTIONS)
+        for key, text in query.items():
+            if not text.isdigit():
+                raise ParameterError(f"synthetic source option {key} must be a non-negative integer, got {text!r}")
+            options[key] = int(text)
+        return options
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """The ``cifar10`` parameter block, checked before any file is touched."""
+
+    source: SourceParams
+    cache_dir: str
+    retries: int
+    timeout_s: float
+    expected_sizes: dict[str, int] | None
+    validation_size: int
+    seed: int
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> DataParams:
+        reject_unknown_keys(
+            "cifar10", params, {"source", "cache_dir", "download", "expected_sizes", "validation_size", "seed"}
+        )
+        source = params.get("source") or {}
+        reject_unknown_keys("cifar10.source", source, {"url", "md5"})
+        url, md5 = source.get("url"), source.get("md5")
+        if not isinstance(url, str) or not url:
+            raise ParameterError("parameter cifar10.source.url is required: an http(s) URL, a file:// URL or a path")
+        parsed = SourceParams(url=url, md5=md5)
+        if parsed.is_synthetic:
+            parsed.synthetic_options()
+        elif not (isinstance(md5, str) and len(md5) == 32 and all(c in "0123456789abcdefABCDEF" for c in md5)):
+            raise ParameterError(f"parameter cifar10.source.md5 must be a 32-character hex md5, got {md5!r}")
+        download = params.get("download") or {}
+        reject_unknown_keys("cifar10.download", download, {"retries", "timeout_s"})
+        retries = _non_negative_int("cifar10.download.retries", download.get("retries", 3))
+        timeout_s = download.get("timeout_s", 60)
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
+            raise ParameterError(f"parameter cifar10.download.timeout_s must be a positive number, got {timeout_s!r}")
+        expected = params.get("expected_sizes")
+        if expected is not None:
+            reject_unknown_keys("cifar10.expected_sizes", expected, {"train", "test"})
+            expected = {k: _non_negative_int(f"cifar10.expected_sizes.{k}", v) for k, v in expected.items()}
+        cache_dir = params.get("cache_dir", "data/01_raw")
+        if not isinstance(cache_dir, str) or not cache_dir:
+            raise ParameterError(f"parameter cifar10.cache_dir must be a folder path, got {cache_dir!r}")
+        return cls(
+            source=parsed,
+            cache_dir=cache_dir,
+            retries=max(retries, 1),
+            timeout_s=float(timeout_s),
+            expected_sizes=expected,
+            validation_size=_non_negative_int("cifar10.validation_size", params.get("validation_size", 5000)),
+            seed=_non_negative_int("cifar10.seed", params.get("seed", 0)),
+        )

@@ -1,0 +1,10 @@
+"""Project settings. See https://docs.kedro.org/en/stable/configure/configuration_basics/"""
+
+from image_recognition.hooks import DiscardFailedRunHook
+
+HOOKS = (DiscardFailedRunHook(),)
+
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}
