@@ -167,6 +167,9 @@ def decode_batch(blob: bytes, member: str) -> tuple[np.ndarray, np.ndarray]:
     labels = _labels_array(labels, member)
     if len(labels) != len(data):
         raise ArchiveError(f"{member}: {len(labels)} labels for {len(data)} images")
+    outside = labels[(labels < 0) | (labels >= NUM_CLASSES)]
+    if len(outside):
+        raise ArchiveError(f"{member}: {len(outside)} label(s) outside 0-9, e.g. {int(outside[0])}")
     return data.reshape(-1, *IMAGE_SHAPE), labels
 
 

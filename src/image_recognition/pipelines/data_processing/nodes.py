@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from image_recognition.data.archive import IMAGE_SHAPE, NUM_CLASSES, CIFAR10Arrays, load_cifar10_archive
+from image_recognition.data.archive import IMAGE_SHAPE, NUM_CLASSES, ArchiveError, CIFAR10Arrays, load_cifar10_archive
 from image_recognition.data.fetch import FetchError, fetch_verified, is_remote, md5_of
 from image_recognition.data.split import channel_statistics, stratified_holdout
 from image_recognition.data.synthetic import make_synthetic_cifar10, write_cifar10_archive
@@ -79,8 +79,19 @@ def _ensure_synthetic_archive(target: Path, options: dict[str, int]) -> str:
 
 
 def decode_cifar10(archive: dict[str, Any]) -> CIFAR10Arrays:
-    """Decode the archive's batches in memory with the restricted unpickler."""
-    data = load_cifar10_archive(archive["path"])
+    """Decode the archive's batches in memory with the restricted unpickler.
+
+    An archive that fails to decode is renamed to ``*.rejected``, so no later
+    run takes it for a verified archive; its source is left as it is.
+    """
+    path = Path(archive["path"])
+    try:
+        data = load_cifar10_archive(str(path))
+    except ArchiveError as exc:
+        rejected = path.with_name(path.name + ".rejected")
+        if path.is_file():
+            path.replace(rejected)
+        raise ArchiveError(f"{exc} (moved the archive aside to {rejected}; fix the source and run again)") from exc
     logger.info(
         "Decoded %d training and %d test images from %s",
         len(data.train_images),

@@ -86,7 +86,8 @@ class DataParams:
         if parsed.is_synthetic:
             parsed.synthetic_options()
         elif not (isinstance(md5, str) and len(md5) == 32 and all(c in "0123456789abcdefABCDEF" for c in md5)):
-            raise ParameterError(f"parameter cifar10.source.md5 must be a 32-character hex md5, got {md5!r}")
+            hint = " (quote it: --params read an all-digit md5 as a number)" if isinstance(md5, int | float) else ""
+            raise ParameterError(f"parameter cifar10.source.md5 must be a 32-character hex md5, got {md5!r}{hint}")
         download = params.get("download") or {}
         reject_unknown_keys("cifar10.download", download, {"retries", "timeout_s"})
         retries = _non_negative_int("cifar10.download.retries", download.get("retries", 3))

@@ -1,0 +1,171 @@
+"""Unit tests of the data_processing nodes and their parameter checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from image_recognition.data.split import channel_statistics, stratified_holdout
+from image_recognition.errors import DataValidationError, ParameterError
+from image_recognition.pipelines.data_processing.nodes import (
+    build_data_report,
+    compute_normalization,
+    decode_cifar10,
+    fetch_cifar10,
+    split_cifar10,
+    validate_cifar10,
+)
+
+
+def params(tmp_path, archive=None, **overrides):
+    base = {
+        "source": {
+            "url": archive.url if archive else "synthetic://cifar10?train_per_class=30&test_per_class=5",
+            "md5": archive.md5 if archive else None,
+        },
+        "cache_dir": str(tmp_path / "raw"),
+        "download": {"retries": 1, "timeout_s": 5},
+        "expected_sizes": {"train": 1000, "test": 200} if archive else None,
+        "validation_size": 100,
+        "seed": 7,
+    }
+    base.update(overrides)
+    return base
+
+
+def test_fetch_copies_once_then_reuses(tmp_path, synthetic_archive, caplog):
+    record = fetch_cifar10(params(tmp_path, synthetic_archive))
+    cached = tmp_path / "raw" / "cifar-10-python.tar.gz"
+    assert record == {
+        "url": synthetic_archive.url,
+        "md5": synthetic_archive.md5,
+        "path": cached.as_posix(),
+        "size_bytes": cached.stat().st_size,
+    }
+    first_mtime = cached.stat().st_mtime_ns
+    with caplog.at_level("INFO"):
+        fetch_cifar10(params(tmp_path, synthetic_archive))
+    assert cached.stat().st_mtime_ns == first_mtime
+    assert any("nothing to download" in m for m in caplog.messages)
+
+
+def test_fetch_replaces_a_cached_archive_with_the_wrong_md5(tmp_path, synthetic_archive):
+    cached = tmp_path / "raw" / "cifar-10-python.tar.gz"
+    cached.parent.mkdir()
+    cached.write_bytes(b"stale")
+    fetch_cifar10(params(tmp_path, synthetic_archive))
+    assert cached.read_bytes() == synthetic_archive.path.read_bytes()
+
+
+def test_offline_error_says_where_to_put_the_archive(tmp_path):
+    config = params(tmp_path, None)
+    config["source"] = {"url": "http://127.0.0.1:9/cifar-10-python.tar.gz", "md5": "c58f30108f718f92721af3b95e74349a"}
+    with pytest.raises(Exception, match=r"Offline\? Put the CIFAR-10 python archive at .*raw/cifar-10-python.tar.gz"):
+        fetch_cifar10(config)
+    assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").iterdir()) == []
+
+
+def test_synthetic_source_is_generated_once(tmp_path):
+    first = fetch_cifar10(params(tmp_path))
+    second = fetch_cifar10(params(tmp_path))
+    assert first == second
+    data = decode_cifar10(first)
+    assert data.train_images.shape == (300, 3, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"validaton_size": 10}, "unknown parameter.*cifar10.validaton_size"),
+        ({"source": {"url": "x", "md5": "0" * 32, "sha": 1}}, "cifar10.source.sha"),
+        ({"validation_size": -1}, "validation_size must be a non-negative integer"),
+        ({"source": {"url": "file:///x.tar.gz", "md5": "abc"}}, "32-character hex md5"),
+        ({"source": {"url": "synthetic://cifar10?colour=1"}}, "colour"),
+        ({"download": {"retries": 2, "timeout": 1}}, "cifar10.download.timeout"),
+    ],
+)
+def test_invalid_parameters(tmp_path, override, message):
+    with pytest.raises(ParameterError, match=message):
+        fetch_cifar10(params(tmp_path, **override))
+    assert not (tmp_path / "raw").exists()
+
+
+def test_validate_accepts_good_data(synthetic_data, tmp_path):
+    config = params(tmp_path, expected_sizes={"train": 1000, "test": 200})
+    assert validate_cifar10(synthetic_data, config) is synthetic_data
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: {"train_labels": np.where(d.train_labels == 3, 10, d.train_labels)}, "label.*outside 0-9, e.g. 10"),
+        (lambda d: {"test_labels": d.test_labels - 1}, "outside 0-9, e.g. -1"),
+        (lambda d: {"train_images": d.train_images.astype(np.float32)}, "train images are float32, expected uint8"),
+        (lambda d: {"test_images": d.test_images[:, :, :16]}, r"test images have shape \(200, 3, 16, 32\)"),
+        (lambda d: {"class_names": d.class_names[:9]}, "9 class names, expected 10"),
+        (
+            lambda d: {"train_images": d.train_images[:10], "train_labels": d.train_labels[:10]},
+            "train has 10 images, expected 1000",
+        ),
+    ],
+)
+def test_validate_names_the_problem(synthetic_data, tmp_path, change, message):
+    bad = dataclasses.replace(synthetic_data, **change(synthetic_data))
+    with pytest.raises(DataValidationError, match=message):
+        validate_cifar10(bad, params(tmp_path, expected_sizes={"train": 1000, "test": 200}))
+
+
+def test_split_is_stratified_seeded_and_disjoint(synthetic_data, tmp_path):
+    train, validation, test = split_cifar10(synthetic_data, params(tmp_path))
+    assert len(train["labels"]) == 900 and len(validation["labels"]) == 100
+    assert np.bincount(validation["labels"]).tolist() == [10] * 10
+    assert train["images"].dtype == np.uint8
+    again = split_cifar10(synthetic_data, params(tmp_path))
+    np.testing.assert_array_equal(again[1]["images"], validation["images"])
+    other = split_cifar10(synthetic_data, params(tmp_path, seed=8))
+    assert not np.array_equal(other[1]["images"], validation["images"])
+    np.testing.assert_array_equal(test["labels"], synthetic_data.test_labels)
+    keep, holdout = stratified_holdout(synthetic_data.train_labels, 100, 7)
+    assert set(keep).isdisjoint(holdout) and len(keep) + len(holdout) == 1000
+
+
+def test_split_does_not_mutate_its_input(synthetic_data, tmp_path):
+    before = synthetic_data.train_images.copy()
+    split_cifar10(synthetic_data, params(tmp_path))
+    np.testing.assert_array_equal(synthetic_data.train_images, before)
+
+
+@pytest.mark.parametrize("size", [1000, 5000])
+def test_validation_size_must_leave_training_images(synthetic_data, tmp_path, size):
+    with pytest.raises(ParameterError, match=f"validation_size={size} leaves no training images: there are 1000"):
+        split_cifar10(synthetic_data, params(tmp_path, validation_size=size))
+
+
+def test_stratified_holdout_rounds_to_the_exact_size():
+    labels = np.array([0] * 7 + [1] * 5 + [2] * 3)
+    keep, holdout = stratified_holdout(labels, 4, seed=0)
+    assert len(holdout) == 4 and len(keep) == 11
+    assert sorted(np.bincount(labels[holdout], minlength=3)) == [1, 1, 2]
+
+
+def test_normalization_matches_numpy_on_training_split_only(synthetic_data):
+    train = {"images": synthetic_data.train_images, "labels": synthetic_data.train_labels}
+    stats = compute_normalization(train)
+    pixels = synthetic_data.train_images.astype(np.float64) / 255
+    np.testing.assert_allclose(stats["mean"], pixels.mean(axis=(0, 2, 3)), rtol=1e-10)
+    np.testing.assert_allclose(stats["std"], pixels.std(axis=(0, 2, 3)), rtol=1e-8)
+    mean, _ = channel_statistics(synthetic_data.train_images, chunk=7)
+    np.testing.assert_allclose(mean, stats["mean"], rtol=1e-12)
+
+
+def test_data_report(synthetic_data, tmp_path, synthetic_archive):
+    config = params(tmp_path, synthetic_archive)
+    train, validation, test = split_cifar10(synthetic_data, config)
+    archive = {"url": synthetic_archive.url, "md5": synthetic_archive.md5, "size_bytes": 1}
+    report, counts = build_data_report(archive, synthetic_data, train, validation, test, config)
+    assert report["source"]["md5"] == synthetic_archive.md5
+    assert report["sizes"] == {"train": 900, "validation": 100, "test": 200}
+    assert list(counts.columns) == ["label", "class", "train", "validation", "test"]
+    assert counts["validation"].sum() == 100 and counts["class"][0] == "pattern_0"

@@ -1,0 +1,81 @@
+"""The data_processing pipeline on an in-memory catalog, and its versioned outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.io.core import Version
+from kedro.runner import SequentialRunner
+
+from image_recognition.datasets import NpzDataset
+from image_recognition.pipelines.data_processing import create_pipeline
+
+OUTPUTS = [
+    "cifar10_train",
+    "cifar10_validation",
+    "cifar10_test",
+    "normalization_stats",
+    "data_report",
+    "data_class_counts",
+]
+
+
+@pytest.fixture
+def cifar10_params(tmp_path, synthetic_archive):
+    return {
+        "source": {"url": synthetic_archive.url, "md5": synthetic_archive.md5},
+        "cache_dir": str(tmp_path / "raw"),
+        "expected_sizes": {"train": 1000, "test": 200},
+        "validation_size": 100,
+        "seed": 0,
+    }
+
+
+def test_pipeline_on_temporary_catalog(cifar10_params, tmp_path):
+    splits = {f"cifar10_{s}": NpzDataset(str(tmp_path / f"{s}.npz")) for s in ("train", "validation", "test")}
+    catalog = DataCatalog(
+        {
+            "params:cifar10": MemoryDataset(cifar10_params),
+            **splits,
+            **{n: MemoryDataset() for n in OUTPUTS if n not in splits},
+        }
+    )
+    free_outputs = SequentialRunner().run(create_pipeline(), catalog)
+    assert set(free_outputs) == {"normalization_stats", "data_report", "data_class_counts"}
+    train, validation = catalog.load("cifar10_train"), catalog.load("cifar10_validation")
+    assert train["images"].shape == (900, 3, 32, 32) and train["images"].dtype == np.uint8
+    assert len(validation["labels"]) == 100
+    assert catalog.load("data_report")["source"]["md5"] == cifar10_params["source"]["md5"]
+    assert catalog.load("data_class_counts")["train"].sum() == 900
+    stats = catalog.load("normalization_stats")
+    assert len(stats["mean"]) == 3 and all(0 < s < 1 for s in stats["std"])
+
+
+def test_pipeline_structure():
+    pipeline = create_pipeline()
+    assert {n.name for n in pipeline.nodes} == {
+        "fetch_cifar10_node",
+        "decode_cifar10_node",
+        "validate_cifar10_node",
+        "split_cifar10_node",
+        "build_data_report_node",
+        "compute_normalization_node",
+    }
+    assert pipeline.inputs() == {"params:cifar10"}
+
+
+def test_npz_dataset_is_versioned_atomic_and_pickle_free(tmp_path):
+    path = str(tmp_path / "split.npz")
+    data = {"images": np.arange(24, dtype=np.uint8).reshape(2, 3, 2, 2), "labels": np.array([1, 2])}
+    first = NpzDataset(path, version=Version(None, "2026-01-01T00.00.00.000Z"))
+    first.save(data)
+    NpzDataset(path, version=Version(None, "2026-01-02T00.00.00.000Z")).save({"images": data["images"][:1]})
+    latest = NpzDataset(path, version=Version(None, None)).load()
+    assert latest["images"].shape == (1, 3, 2, 2)
+    pinned = NpzDataset(path, version=Version("2026-01-01T00.00.00.000Z", None)).load()
+    np.testing.assert_array_equal(pinned["labels"], data["labels"])
+    assert pinned["images"].dtype == np.uint8
+    with pytest.raises(Exception, match="without pickle"):
+        NpzDataset(str(tmp_path / "o.npz")).save({"x": np.array([object()])})
+    assert not any(p.name.endswith(".partial") for p in tmp_path.rglob("*"))
