@@ -1,0 +1,207 @@
+"""A Vision Transformer for small images (Dosovitskiy et al., 2021), timm-style.
+
+Pre-norm blocks, attention through ``F.scaled_dot_product_attention`` (flash
+or memory-efficient kernels on GPU), learned position embeddings, a class
+token or global average pooling, stochastic depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from image_recognition.models.config import require_positive
+
+GLOBAL_POOLS = ("token", "avg")
+
+
+@dataclass
+class ViTConfig:
+    """Knobs of :class:`VisionTransformer`; defaults suit 32x32 CIFAR images."""
+
+    image_size: int = 32
+    # 4x4 patches give 64 tokens on 32x32: fine enough to see CIFAR's small
+    # objects, few enough that attention (quadratic in tokens) stays cheap.
+    patch_size: int = 4
+    in_channels: int = 3
+    num_classes: int = 10
+    embed_dim: int = 256  # token width
+    depth: int = 6  # number of transformer blocks
+    num_heads: int = 8  # embed_dim must divide evenly; head_dim = embed_dim / num_heads
+    mlp_ratio: float = 2.0  # MLP hidden width / embed_dim; 2 (not 4) suits small data
+    qkv_bias: bool = True
+    drop_rate: float = 0.0  # dropout after the embedding, in the MLP and projections
+    attn_drop_rate: float = 0.0  # dropout on attention weights
+    # Stochastic depth: the chance of skipping a block's residual branch rises
+    # linearly to this in the last block; the main regulariser of small-data ViTs.
+    drop_path_rate: float = 0.1
+    # "avg" (mean of the patch tokens) trains faster on small data than "token"
+    # (a learned class token), and needs no extra position.
+    global_pool: str = "avg"
+
+    def __post_init__(self) -> None:
+        require_positive(
+            "vit",
+            image_size=self.image_size,
+            patch_size=self.patch_size,
+            in_channels=self.in_channels,
+            num_classes=self.num_classes,
+            embed_dim=self.embed_dim,
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_ratio=self.mlp_ratio,
+        )
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"vit: patch_size {self.patch_size} does not divide image_size "
+                f"{self.image_size}; choose a divisor such as 2, 4 or 8"
+            )
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"vit: embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"vit: {name} must be in [0, 1), got {getattr(self, name)}")
+        if self.global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"vit: global_pool must be one of {list(GLOBAL_POOLS)}, got {self.global_pool!r}")
+
+
+class PatchEmbed(nn.Module):
+    """Cut the image into non-overlapping patches and project each to a token."""
+
+    def __init__(self, image_size: int, patch_size: int, in_channels: int, embed_dim: int) -> None:
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"patch_size {patch_size} does not divide image_size {image_size}")
+        self.num_patches = (image_size // patch_size) ** 2
+        # A conv with stride = kernel = patch is exactly a per-patch linear map.
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)  # (B, D, H/p, W/p)
+        return x.flatten(2).transpose(1, 2)  # (B, N, D)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool, attn_drop: float, proj_drop: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape  # noqa: N806 (shape names read best in capitals)
+        qkv = self.qkv(x).reshape(B, T, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, head_dim)
+        x = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.0
+        )  # (B, heads, T, head_dim)
+        x = x.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+        return self.proj_drop(self.proj(x))
+
+
+class Mlp(nn.Module):
+    """Linear -> GELU -> dropout -> Linear -> dropout."""
+
+    def __init__(self, dim: int, hidden: int, drop: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: zero a sample's residual branch with probability ``p``."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep  # rescale so the expected output is unchanged
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: ViTConfig, drop_path: float) -> None:
+        super().__init__()
+        dim = config.embed_dim
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, config.num_heads, config.qkv_bias, config.attn_drop_rate, config.drop_rate)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * config.mlp_ratio), config.drop_rate)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class VisionTransformer(nn.Module):
+    """Patch embedding + position embedding + transformer blocks + pooled head."""
+
+    def __init__(self, config: ViTConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or ViTConfig()
+        dim = config.embed_dim
+        self.patch_embed = PatchEmbed(config.image_size, config.patch_size, config.in_channels, dim)
+        self.num_prefix_tokens = 1 if config.global_pool == "token" else 0
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if self.num_prefix_tokens else None
+        num_tokens = self.patch_embed.num_patches + self.num_prefix_tokens
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
+        self.pos_drop = nn.Dropout(config.drop_rate)
+        rates = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        self.blocks = nn.Sequential(*(Block(config, rate) for rate in rates))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, config.num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that weight decay should skip (embeddings, not weights)."""
+        return {"pos_embed", "cls_token"}
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> normalised tokens (B, prefix + N, D)."""
+        x = self.patch_embed(x)  # (B, N, D)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
+        x = self.pos_drop(x + self.pos_embed)
+        x = self.blocks(x)
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool the tokens (B, T, D) -> (B, D) and classify -> logits (B, classes)."""
+        if self.config.global_pool == "token":
+            x = x[:, 0]
+        else:
+            x = x[:, self.num_prefix_tokens :].mean(dim=1)
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

@@ -1,0 +1,26 @@
+"""The training engine in plain PyTorch: no Kedro imports, runs where torch runs."""
+
+from image_recognition.models import validate_model_config
+from image_recognition.training.checkpoint import load_checkpoint, save_checkpoint, unwrap_model
+from image_recognition.training.config import TrainingConfig
+from image_recognition.training.engine import (
+    TIMING_KEYS,
+    NonFiniteLossError,
+    TrainResult,
+    train,
+)
+from image_recognition.training.predict import load_model, predict_logits
+
+__all__ = [
+    "TIMING_KEYS",
+    "NonFiniteLossError",
+    "TrainResult",
+    "TrainingConfig",
+    "load_checkpoint",
+    "load_model",
+    "predict_logits",
+    "save_checkpoint",
+    "train",
+    "unwrap_model",
+    "validate_model_config",
+]

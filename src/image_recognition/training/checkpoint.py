@@ -1,0 +1,70 @@
+"""Atomic checkpoint writes and safe (``weights_only``) reads.
+
+A checkpoint is a plain dict of tensors, dicts, lists and primitives, so
+``torch.load(..., weights_only=True)`` can read it without unpickling code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+CHECKPOINT_FORMAT = 1
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module under ``torch.compile`` (``_orig_mod``) and DDP (``.module``) wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip wrapper prefixes (``_orig_mod.``, ``module.``) and detach to the CPU."""
+    cleaned = {}
+    for key, value in state.items():
+        for prefix in ("_orig_mod.", "module."):
+            while key.startswith(prefix):
+                key = key[len(prefix) :]
+        cleaned[key] = value.detach().cpu().clone()
+    return cleaned
+
+
+def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``obj`` to ``path`` atomically: a temporary file in the same folder, then rename.
+
+    A crash mid-write leaves the previous checkpoint intact, never a torn one,
+    and a reader that sees the file sees all of it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (no arbitrary code from the file)."""
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is not an image_recognition checkpoint (format {CHECKPOINT_FORMAT}); "
+            "delete it or point checkpoint_path elsewhere"
+        )
+    return checkpoint

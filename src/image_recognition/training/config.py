@@ -1,0 +1,164 @@
+"""Training hyperparameters as one validated dataclass, built from a plain dict."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+OPTIMIZERS = ("sgd", "adamw")
+LR_SCHEDULES = ("constant", "linear", "cosine")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+AUTOCAST_MODES = ("auto", "bf16", "off")
+AUTO_FLAGS = ("auto", True, False)
+TTA_MODES = ("none", "flip", "flip_translate")
+
+
+@dataclass
+class TrainingConfig:
+    """Everything the engine needs besides the model and the data.
+
+    ``"auto"`` values pick the fast setting for the device: bf16 autocast,
+    channels_last (convnets) and fused optimizers on CUDA, plain fp32 elsewhere.
+    Setting them explicitly lets the tests exercise the GPU paths on a CPU.
+    """
+
+    epochs: int = 10
+    batch_size: int = 512
+
+    # --- optimiser ---
+    optimizer: str = "sgd"  # "sgd" or "adamw"
+    lr: float = 0.1  # peak learning rate (per mean-reduced loss)
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = True  # SGD Nesterov momentum: a small free gain for short runs
+    betas: tuple[float, float] | list[float] = (0.9, 0.999)  # AdamW
+    weight_decay: float = 5e-4  # on weight matrices/kernels (ndim >= 2) only
+    # Also decay 1-D parameters (biases, norm shifts)? The speed records do;
+    # transformer recipes do not.
+    decay_biases: bool = False
+    # Learning-rate multiplier for 1-D parameters. Their weight decay is divided
+    # by the same factor, so only their step size grows (airbench uses 64).
+    bias_lr_scale: float = 1.0
+    # Use fused (or foreach) optimizer kernels: "auto" = fused on CUDA only.
+    fused_optimizer: str | bool = "auto"
+
+    # --- learning-rate schedule, per optimisation step ---
+    lr_schedule: str = "cosine"  # after warmup: "constant", "linear" or "cosine" decay
+    warmup_fraction: float = 0.05  # share of all steps spent ramping up linearly
+    lr_start_factor: float = 0.1  # lr at step 0, as a fraction of the peak
+    lr_end_factor: float = 0.0  # lr at the last step, as a fraction of the peak
+
+    # --- regularisation ---
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0  # max global gradient norm; 0 disables
+
+    # --- weight averaging ---
+    # EMA of the weights (and BatchNorm statistics); 0 disables. The EMA is the
+    # model that is validated and returned.
+    ema_decay: float = 0.0
+    ema_every: int = 1  # update the EMA every this many steps
+    # Ramp the EMA decay from 0 up to ema_decay as (progress)**3, so early,
+    # bad weights are forgotten (airbench).
+    ema_ramp: bool = False
+    # Lookahead: after each EMA update, copy the EMA back into the live weights.
+    lookahead: bool = False
+
+    # --- augmentation, batched on the device ---
+    flip: bool = True  # random horizontal flip
+    translate: int = 2  # random shift of up to this many pixels (reflect padding)
+    cutout: int = 0  # side of a random square set to zero (the mean); 0 disables
+
+    # --- evaluation ---
+    tta: str | bool = "none"  # test-time augmentation of the final validation: "none", "flip", "flip_translate"
+    eval_batch_size: int = 1024
+
+    # --- reproducibility, device and speed ---
+    seed: int = 0
+    device: str = "auto"  # "auto" picks cuda, then mps, then cpu
+    autocast: str = "auto"  # "bf16" or "off"; "auto" = bf16 on CUDA only
+    channels_last: str | bool = "auto"  # "auto" = on for convnets on CUDA
+    compile: bool = False  # torch.compile the model (needs a C compiler on CPU)
+    tf32: bool = True  # allow TF32 matmuls/convs on CUDA
+
+    # --- checkpoints and logging ---
+    checkpoint_every: int = 1  # epochs between checkpoints (if a path is given); 0 = final only
+    resume: bool = False  # continue from the checkpoint at the given path if it exists
+    log_every: int = 50  # steps between progress lines within an epoch; 0 = per epoch only
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> TrainingConfig:
+        """Build and validate; unknown keys raise a ValueError naming the allowed ones."""
+        values = dict(values or {})
+        allowed = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown training key(s) {unknown}; allowed keys are {sorted(allowed)}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, not tuples) that a weights_only checkpoint can hold."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+    def __post_init__(self) -> None:
+        if self.tta is True:
+            self.tta = "flip_translate"
+        elif self.tta is False:
+            self.tta = "none"
+        self.betas = tuple(float(b) for b in self.betas)
+        self._validate()
+
+    def _validate(self) -> None:
+        _positive_int(epochs=self.epochs, batch_size=self.batch_size)
+        _positive_int(eval_batch_size=self.eval_batch_size, ema_every=self.ema_every)
+        _non_negative_int(
+            translate=self.translate,
+            cutout=self.cutout,
+            checkpoint_every=self.checkpoint_every,
+            log_every=self.log_every,
+        )
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("device", self.device, DEVICES)
+        _choice("autocast", self.autocast, AUTOCAST_MODES)
+        _choice("channels_last", self.channels_last, AUTO_FLAGS)
+        _choice("fused_optimizer", self.fused_optimizer, AUTO_FLAGS)
+        _choice("tta", self.tta, TTA_MODES)
+        if not self.lr > 0:
+            raise ValueError(f"training: lr must be > 0, got {self.lr}")
+        if not self.bias_lr_scale > 0:
+            raise ValueError(f"training: bias_lr_scale must be > 0, got {self.bias_lr_scale}")
+        for name in ("weight_decay", "grad_clip", "lr_start_factor", "lr_end_factor"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"training: {name} must be >= 0, got {getattr(self, name)}")
+        for name in ("momentum", "warmup_fraction", "label_smoothing", "ema_decay"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"training: {name} must be in [0, 1), got {getattr(self, name)}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):  # noqa: PLR2004
+            raise ValueError(f"training: betas must be two values in [0, 1), got {self.betas}")
+        if self.lookahead and self.ema_decay == 0:
+            raise ValueError("training: lookahead needs ema_decay > 0 (it copies the EMA back)")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"training: seed must be an integer, got {self.seed!r}")
+
+
+def _positive_int(**values: object) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"training: {name} must be a positive integer, got {value!r}")
+
+
+def _non_negative_int(**values: object) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"training: {name} must be a non-negative integer, got {value!r}")
+
+
+def _choice(name: str, value: object, allowed: tuple) -> None:
+    # `True in ("auto", True, False)` is fine, but 1 == True must not pass as a flag.
+    if not any(value == option and type(value) is type(option) for option in allowed):
+        raise ValueError(f"training: {name} must be one of {list(allowed)}, got {value!r}")

@@ -1,0 +1,79 @@
+"""Pick the device and the speed settings (autocast, memory layout, TF32)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/None -> CUDA if available, else MPS, else CPU; otherwise as named.
+
+    Asking for an accelerator that is missing is an error rather than a silent
+    CPU fallback: a 5-second GPU recipe would otherwise run for hours.
+    """
+    if isinstance(name, torch.device):
+        return name
+    if name in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but CUDA is not available; set device: auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("device 'mps' requested but MPS is not available; set device: auto or cpu")
+    return torch.device(name)
+
+
+def configure_backends(device: torch.device, tf32: bool) -> None:
+    """Enable TF32 and cuDNN autotuning on CUDA (faster; not bit-reproducible)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True
+
+
+def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """bf16 for ``"bf16"`` (or ``"auto"`` on CUDA); None means full precision."""
+    if mode == "bf16" or (mode == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+    """``torch.autocast`` for ``dtype``, or nothing when dtype is None."""
+    if dtype is None:
+        yield
+    else:
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            yield
+
+
+def use_channels_last(setting: str | bool, device: torch.device, is_convnet: bool) -> bool:
+    """channels_last helps convnets on CUDA (tensor cores) and oneDNN; auto = CUDA only."""
+    if setting == "auto":
+        return is_convnet and device.type == "cuda"
+    return bool(setting)
+
+
+def use_fused_optimizer(setting: str | bool, device: torch.device) -> bool:
+    """Fused optimizer kernels: one launch per step instead of one per tensor."""
+    if setting == "auto":
+        return device.type == "cuda"
+    return bool(setting)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so a wall clock read afterwards is honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -1,0 +1,459 @@
+"""The training loop: plain PyTorch, device-resident data, resumable, reproducible.
+
+Determinism: every random number of epoch ``e`` (data order, augmentation,
+dropout) comes from generators seeded with ``(seed, e)``, and checkpoints are
+written at epoch ends, so a run resumed from a checkpoint takes exactly the
+steps the uninterrupted run would have taken (bit for bit on the CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from image_recognition.models import CONVNET_NAMES, build_model, count_parameters, validate_model_config
+from image_recognition.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    clean_state_dict,
+    load_checkpoint,
+    save_checkpoint,
+)
+from image_recognition.training.config import TrainingConfig
+from image_recognition.training.data import Normalizer, as_label_tensor, as_uint8_tensor, augment
+from image_recognition.training.device import (
+    autocast,
+    autocast_dtype,
+    configure_backends,
+    resolve_device,
+    synchronize,
+    use_channels_last,
+    use_fused_optimizer,
+)
+from image_recognition.training.optim import (
+    WeightEMA,
+    build_optimizer,
+    build_scheduler,
+    ema_decay_at,
+)
+from image_recognition.training.predict import tta_logits
+
+logger = logging.getLogger(__name__)
+
+# History columns that measure time and so differ between identical runs.
+TIMING_KEYS = ("epoch_time_s", "images_per_s", "train_time_s", "wall_time_s")
+# Images used to estimate the whitening layer's patch covariance.
+WHITENING_SAMPLES = 5000
+# Training-config keys that may change on resume without changing the result.
+_OPERATIONAL_KEYS = {"resume", "device", "log_every", "checkpoint_every", "eval_batch_size"}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the run has diverged."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    ``checkpoint`` is the final checkpoint dict (loadable with
+    ``weights_only=True`` once saved), ``history`` one dict per epoch, ``model``
+    the trained model in eval mode (EMA weights if any) on the training device,
+    ``final_metrics`` the validation loss/accuracy with the configured TTA and
+    ``setup_time_s`` the time spent before the first step (data upload,
+    whitening, model build).
+    """
+
+    checkpoint: dict[str, Any]
+    history: list[dict[str, Any]]
+    model: nn.Module
+    final_metrics: dict[str, Any] = field(default_factory=dict)
+    setup_time_s: float = 0.0
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of epoch ``epoch``'s generators: a fixed function of (seed, epoch)."""
+    return (seed * 1_000_003 + epoch + 1) % (2**63 - 1)
+
+
+def train(  # noqa: PLR0913 (the node passes every input by name)
+    model_name: str,
+    model_config: dict[str, Any] | None,
+    training: dict[str, Any] | TrainingConfig,
+    train_images: np.ndarray | torch.Tensor,
+    train_labels: np.ndarray | torch.Tensor,
+    val_images: np.ndarray | torch.Tensor | None,
+    val_labels: np.ndarray | torch.Tensor | None,
+    mean: list[float],
+    std: list[float],
+    checkpoint_path: str | Path | None = None,
+) -> TrainResult:
+    """Train ``model_name`` on uint8 images (N, 3, H, W) and validate each epoch.
+
+    ``mean``/``std`` are per-channel statistics on the 0..1 scale. Validation
+    data may be empty or None (the val columns are then NaN). With
+    ``checkpoint_path``, a checkpoint is written every ``checkpoint_every``
+    epochs and at the end; with ``resume: true`` an existing one is continued.
+    """
+    config = training if isinstance(training, TrainingConfig) else TrainingConfig.from_dict(training)
+    full_model_config = validate_model_config(model_name, model_config)
+    device = resolve_device(config.device)
+    configure_backends(device, config.tf32)
+    # Training reseeds the global generators; fork them so the caller's stay as they were.
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        trainer = _Trainer(
+            model_name, full_model_config, config, device, mean, std, checkpoint_path
+        )
+        trainer.load_data(train_images, train_labels, val_images, val_labels)
+        return trainer.run()
+
+
+class _Trainer:
+    """State of one training run; :func:`train` is the public entry point."""
+
+    def __init__(  # noqa: PLR0913
+        self,
+        model_name: str,
+        model_config: dict[str, Any],
+        config: TrainingConfig,
+        device: torch.device,
+        mean: list[float],
+        std: list[float],
+        checkpoint_path: str | Path | None,
+    ) -> None:
+        self.started = time.perf_counter()
+        self.model_name = model_name
+        self.model_config = model_config
+        self.config = config
+        self.device = device
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) for s in std]
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.normalize = Normalizer(self.mean, self.std, device)
+        self.amp_dtype = autocast_dtype(config.autocast, device)
+        self.channels_last = use_channels_last(
+            config.channels_last, device, model_name in CONVNET_NAMES
+        )
+        # Set on each batch after augmentation (whose gathers return NCHW): a
+        # channels_last model fed NCHW inputs falls back to slow conversions.
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def load_data(self, train_images, train_labels, val_images, val_labels) -> None:  # noqa: ANN001
+        """Move the uint8 splits to the device once; batches are sliced from there."""
+        self.train_x = as_uint8_tensor(train_images, self.device)
+        self.train_y = as_label_tensor(train_labels, len(self.train_x), self.device)
+        if val_images is None or len(val_images) == 0:
+            self.val_x = self.train_x[:0]
+            self.val_y = self.train_y[:0]
+        else:
+            self.val_x = as_uint8_tensor(val_images, self.device)
+            self.val_y = as_label_tensor(val_labels, len(self.val_x), self.device)
+        if len(self.train_x) == 0:
+            raise ValueError("no training images")
+
+    # --- setup ---------------------------------------------------------------
+
+    def _build(self) -> None:
+        config = self.config
+        torch.manual_seed(config.seed)  # model initialisation
+        model = build_model(self.model_name, self.model_config)
+        if hasattr(model, "init_whitening"):
+            self._init_whitening(model)
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.batch_size = min(config.batch_size, len(self.train_x))
+        # Drop the ragged last batch: every step then has the same shape
+        # (no recompiles, steady BatchNorm statistics).
+        self.steps_per_epoch = len(self.train_x) // self.batch_size
+        self.total_steps = self.steps_per_epoch * config.epochs
+        fused = use_fused_optimizer(config.fused_optimizer, self.device)
+        self.optimizer = build_optimizer(model, config, fused)
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, config)
+        self.ema = WeightEMA(model) if config.ema_decay > 0 else None
+        self.train_model = torch.compile(model) if config.compile else model
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.global_step = 0
+        logger.info(
+            "training %s (%s parameters) on %s: %d images, batch %d, %d steps/epoch, "
+            "%d epochs, autocast %s, channels_last %s, compile %s",
+            self.model_name,
+            f"{count_parameters(model):,}",
+            self.device,
+            len(self.train_x),
+            self.batch_size,
+            self.steps_per_epoch,
+            config.epochs,
+            self.amp_dtype,
+            self.channels_last,
+            config.compile,
+        )
+
+    def _init_whitening(self, model: nn.Module) -> None:
+        generator = torch.Generator().manual_seed(self.config.seed)
+        count = min(WHITENING_SAMPLES, len(self.train_x))
+        index = torch.randperm(len(self.train_x), generator=generator)[:count]
+        sample = self.normalize(self.train_x[index.to(self.device)])
+        model.init_whitening(sample.contiguous())
+
+    def _maybe_resume(self) -> None:
+        path = self.checkpoint_path
+        if not (self.config.resume and path is not None and path.exists()):
+            if self.config.resume:
+                logger.info("resume requested but no checkpoint at %s; starting afresh", path)
+            return
+        checkpoint = load_checkpoint(path, map_location=self.device)
+        if (checkpoint["model_name"], checkpoint["model_config"]) != (
+            self.model_name,
+            self.model_config,
+        ):
+            raise ValueError(
+                f"cannot resume from {path}: it holds {checkpoint['model_name']} with "
+                f"{checkpoint['model_config']}, not {self.model_name} with {self.model_config}; "
+                "delete the checkpoint or set resume: false"
+            )
+        saved = {k: v for k, v in checkpoint["training_config"].items() if k not in _OPERATIONAL_KEYS}
+        current = {k: v for k, v in self.config.to_dict().items() if k not in _OPERATIONAL_KEYS}
+        changed = sorted(k for k in current if saved.get(k) != current[k])
+        if changed:
+            logger.warning(
+                "resuming %s with changed training settings %s: the result will differ "
+                "from an uninterrupted run",
+                path,
+                changed,
+            )
+        self.model.load_state_dict(checkpoint["model_state"])
+        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        self.scheduler.load_state_dict(checkpoint["scheduler_state"])
+        if self.ema is not None and checkpoint.get("ema_state"):
+            self.ema.load_state_dict(checkpoint["ema_state"])
+        rng = checkpoint["rng_state"]
+        torch.set_rng_state(rng["torch"].cpu())
+        if self.device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+        self.history = [dict(row) for row in checkpoint["history"]]
+        self.start_epoch = int(checkpoint["epoch"])
+        self.global_step = int(checkpoint["global_step"])
+        logger.info("resumed from %s after epoch %d", path, self.start_epoch)
+
+    # --- the loop --------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        self._build()
+        self._maybe_resume()
+        synchronize(self.device)
+        setup_time = time.perf_counter() - self.started
+        wall_before = self.history[-1]["wall_time_s"] if self.history else 0.0
+        train_before = self.history[-1]["train_time_s"] if self.history else 0.0
+        resumed_at = time.perf_counter() - setup_time
+        for epoch in range(self.start_epoch, self.config.epochs):
+            row = self._train_epoch(epoch)
+            row.update(zip(("val_loss", "val_accuracy"), self._evaluate("none"), strict=True))
+            train_before += row["epoch_time_s"]
+            row["train_time_s"] = train_before
+            row["wall_time_s"] = wall_before + time.perf_counter() - resumed_at
+            self.history.append(row)
+            logger.info(
+                "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | "
+                "lr %.3g | %.1fs, %.0f img/s",
+                row["epoch"],
+                self.config.epochs,
+                row["train_loss"],
+                row["train_accuracy"],
+                row["val_loss"],
+                row["val_accuracy"],
+                row["lr"],
+                row["epoch_time_s"],
+                row["images_per_s"],
+            )
+            done = epoch + 1
+            every = self.config.checkpoint_every
+            if self.checkpoint_path and every and done % every == 0 and done < self.config.epochs:
+                save_checkpoint(self._checkpoint(done), self.checkpoint_path)
+        return self._finish(setup_time)
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        config = self.config
+        seed = epoch_seed(config.seed, epoch)
+        torch.manual_seed(seed)  # dropout and drop-path draw from the global generator
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        order = torch.randperm(len(self.train_x), generator=generator, device=self.device)
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        # Per-step NaN checks force a device sync; on CUDA they run at log points only.
+        check_every_step = self.device.type != "cuda"
+        lr = self.optimizer.param_groups[0]["lr"]
+        synchronize(self.device)
+        start = time.perf_counter()
+        for step in range(self.steps_per_epoch):
+            index = order[step * self.batch_size : (step + 1) * self.batch_size]
+            images = augment(
+                self.normalize(self.train_x[index]),
+                flip=config.flip,
+                translate=config.translate,
+                cutout=config.cutout,
+                generator=generator,
+            ).contiguous(memory_format=self.memory_format)
+            labels = self.train_y[index]
+            lr = self.optimizer.param_groups[0]["lr"]
+            loss, logits = self._step(images, labels)
+            loss_sum += loss.detach() * len(labels)
+            correct += (logits.detach().argmax(1) == labels).sum()
+            logging_now = config.log_every and (step + 1) % config.log_every == 0
+            if check_every_step or logging_now:
+                self._check_finite(loss, epoch, step)
+            if logging_now:
+                elapsed = time.perf_counter() - start
+                logger.info(
+                    "epoch %d/%d step %d/%d: loss %.4f, %.0f img/s",
+                    epoch + 1,
+                    config.epochs,
+                    step + 1,
+                    self.steps_per_epoch,
+                    loss.item(),
+                    (step + 1) * self.batch_size / max(elapsed, 1e-9),
+                )
+        synchronize(self.device)
+        seconds = time.perf_counter() - start
+        images_seen = self.steps_per_epoch * self.batch_size
+        mean_loss = loss_sum.item() / images_seen
+        if not math.isfinite(mean_loss):
+            raise self._non_finite_error(mean_loss, epoch, self.steps_per_epoch - 1)
+        return {
+            "epoch": epoch + 1,
+            "train_loss": mean_loss,
+            "train_accuracy": correct.item() / images_seen,
+            "lr": float(lr),
+            "epoch_time_s": seconds,
+            "images_per_s": images_seen / max(seconds, 1e-9),
+        }
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        config = self.config
+        with autocast(self.device, self.amp_dtype):
+            logits = self.train_model(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.global_step += 1
+        if self.ema is not None and self.global_step % config.ema_every == 0:
+            decay = ema_decay_at(self.global_step, self.total_steps, config)
+            self.ema.update(self.model, decay, lookahead=config.lookahead)
+        return loss, logits
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        value = loss.item()
+        if not math.isfinite(value):
+            raise self._non_finite_error(value, epoch, step)
+
+    def _non_finite_error(self, value: float, epoch: int, step: int) -> NonFiniteLossError:
+        return NonFiniteLossError(
+            f"training loss became {value} at epoch {epoch + 1}, step {step + 1}: the run "
+            f"diverged. Lower lr (now {self.config.lr}), set grad_clip, or check the "
+            "inputs and normalisation statistics for NaN/inf"
+        )
+
+    # --- evaluation and checkpoints --------------------------------------------
+
+    @torch.no_grad()
+    def _evaluate(self, tta: str) -> tuple[float, float]:
+        """(loss, accuracy) on the validation split with the EMA weights if any."""
+        if len(self.val_x) == 0:
+            return math.nan, math.nan
+        live = self._swap_in_ema()
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        with autocast(self.device, self.amp_dtype):
+            for start in range(0, len(self.val_x), self.config.eval_batch_size):
+                stop = start + self.config.eval_batch_size
+                images = self.normalize(self.val_x[start:stop])
+                logits = tta_logits(self.train_model, images.contiguous(memory_format=self.memory_format), tta)
+                labels = self.val_y[start:stop]
+                loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+                correct += (logits.argmax(1) == labels).sum()
+        if live is not None:
+            self.model.load_state_dict(live)
+        return loss_sum.item() / len(self.val_x), correct.item() / len(self.val_x)
+
+    def _swap_in_ema(self) -> dict[str, torch.Tensor] | None:
+        """Load the EMA into the model; return the live state to put back (or None)."""
+        if self.ema is None or self.config.lookahead:
+            return None  # with lookahead the live weights were just set from the EMA
+        live = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.ema.state_dict())
+        return live
+
+    def _checkpoint(self, epochs_done: int) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model_name": self.model_name,
+            "model_config": dict(self.model_config),
+            "training_config": self.config.to_dict(),
+            "model_state": clean_state_dict(self.model.state_dict()),
+            "ema_state": clean_state_dict(self.ema.state_dict()) if self.ema else None,
+            "optimizer_state": _to_cpu(self.optimizer.state_dict()),
+            "scheduler_state": self.scheduler.state_dict(),
+            "epoch": epochs_done,
+            "global_step": self.global_step,
+            "rng_state": rng,
+            "history": [dict(row) for row in self.history],
+            "normalization": {"mean": list(self.mean), "std": list(self.std)},
+        }
+
+    def _finish(self, setup_time: float) -> TrainResult:
+        if self.ema is not None and self.config.lookahead:
+            # Finish on the average: the live weights take the EMA's values.
+            self.ema.update(self.model, 1.0, lookahead=True)
+        final = {"tta": self.config.tta}
+        final["val_loss"], final["val_accuracy"] = self._evaluate(self.config.tta)
+        logger.info(
+            "finished %s: val accuracy %.4f (tta %s) after %d epochs",
+            self.model_name,
+            final["val_accuracy"],
+            self.config.tta,
+            self.config.epochs,
+        )
+        checkpoint = self._checkpoint(self.config.epochs)
+        checkpoint["final_metrics"] = dict(final)
+        if self.checkpoint_path:
+            save_checkpoint(checkpoint, self.checkpoint_path)
+        if self.ema is not None:
+            self.model.load_state_dict(self.ema.state_dict())
+        return TrainResult(
+            checkpoint=checkpoint,
+            history=[dict(row) for row in self.history],
+            model=self.model.eval(),
+            final_metrics=final,
+            setup_time_s=setup_time,
+        )
+
+
+def _to_cpu(value: Any) -> Any:
+    """Copy every tensor in a nested dict/list structure to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(item) for item in value)
+    return value

@@ -1,0 +1,42 @@
+"""Small synthetic CIFAR-shaped data shared by the engine tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from image_recognition.data.archive import CIFAR10Arrays
+from image_recognition.data.split import channel_statistics
+from image_recognition.data.synthetic import make_synthetic_cifar10
+
+# Tiny widths keep every training test to seconds on two CPU cores.
+TINY_MODELS = {
+    "cnn": {"widths": [16, 32, 32]},
+    "vit": {"embed_dim": 32, "depth": 2, "num_heads": 2, "drop_path_rate": 0.1},
+    "simple_cnn": {},
+}
+TIMING_FREE = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> CIFAR10Arrays:
+    """100 training and 30 validation images per class."""
+    return make_synthetic_cifar10(train_per_class=100, test_per_class=30, seed=0)
+
+
+@pytest.fixture(scope="session")
+def stats(synthetic: CIFAR10Arrays) -> tuple[list[float], list[float]]:
+    return channel_statistics(synthetic.train_images)
+
+
+@pytest.fixture()
+def data_args(synthetic: CIFAR10Arrays, stats: tuple[list[float], list[float]]) -> dict:
+    """Keyword arguments of ``train`` for the data: validation is the synthetic test split."""
+    mean, std = stats
+    return {
+        "train_images": synthetic.train_images,
+        "train_labels": synthetic.train_labels,
+        "val_images": synthetic.test_images,
+        "val_labels": synthetic.test_labels,
+        "mean": mean,
+        "std": std,
+    }

@@ -1,0 +1,58 @@
+"""The default recipes are valid configs, and the GPU benchmark runs end to end (smoke)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from image_recognition.models import validate_model_config
+from image_recognition.training import TrainingConfig
+from image_recognition.training.recipes import RECIPE_MODELS, RECIPES, recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_is_a_valid_configuration(name: str) -> None:
+    settings = recipe(name)
+    assert set(settings) == {"model", "training"}
+    validate_model_config(RECIPE_MODELS[name], settings["model"])
+    TrainingConfig.from_dict(settings["training"])
+
+
+def test_recipe_returns_a_copy() -> None:
+    recipe("cnn")["training"]["epochs"] = 1
+    assert RECIPES["cnn"]["training"]["epochs"] != 1
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipe("resnet")
+
+
+def test_tutorial_recipe_matches_the_pytorch_tutorial() -> None:
+    training = recipe("simple_cnn")["training"]
+    assert (training["lr"], training["momentum"], training["batch_size"], training["epochs"]) == (0.001, 0.9, 4, 2)
+    assert training["label_smoothing"] == 0.0
+    assert training["translate"] == 0
+    assert not training["flip"]
+
+
+def test_gpu_benchmark_smoke_runs_on_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "gpu.json"
+    completed = subprocess.run(  # noqa: S603 (our own interpreter and script)
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_benchmark.py"), "--smoke", "--out", str(out)],
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["smoke"] is True
+    assert len(report["cnn"]["runs"]) == 1
+    assert 0.0 <= report["cnn"]["mean_test_accuracy"] <= 1.0
+    assert report["vit"]["run"]["train_time_s"] > 0
+    assert "kedro" not in completed.stderr.lower()

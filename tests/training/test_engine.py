@@ -1,0 +1,294 @@
+"""The training loop: it learns, is reproducible, resumes exactly and fails loudly."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from image_recognition.training import (
+    TIMING_KEYS,
+    NonFiniteLossError,
+    load_checkpoint,
+    load_model,
+    predict_logits,
+    train,
+)
+from tests.training.conftest import TIMING_FREE, TINY_MODELS
+
+# Settings under which each tiny model learns the synthetic classes in seconds.
+LEARNING_RECIPES = {
+    "cnn": {
+        "epochs": 5,
+        "batch_size": 64,
+        "lr": 0.2,
+        "weight_decay": 5e-4,
+        "label_smoothing": 0.1,
+        "ema_decay": 0.7,
+        "ema_every": 2,
+        "ema_ramp": True,
+        "lookahead": True,
+        "tta": "flip_translate",
+    },
+    "vit": {
+        "epochs": 8,
+        "batch_size": 64,
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "weight_decay": 0.05,
+        "cutout": 8,
+        "ema_decay": 0.9,
+    },
+    "simple_cnn": {"epochs": 10, "batch_size": 16, "lr": 0.02, "translate": 0},
+}
+CHANCE = 0.1
+LEARNED = 0.6
+
+
+def _without_timing(history: list[dict]) -> list[dict]:
+    return [{key: row[key] for key in TIMING_FREE} for row in history]
+
+
+def _assert_same_state(left: dict, right: dict) -> None:
+    assert left.keys() == right.keys()
+    for key in left:
+        assert torch.equal(left[key], right[key]), key
+
+
+@pytest.mark.parametrize("name", ["cnn", "vit", "simple_cnn"])
+def test_learns_synthetic_classes_well_above_chance(name: str, data_args: dict) -> None:
+    training = {**LEARNING_RECIPES[name], "log_every": 5}
+    result = train(name, TINY_MODELS[name], training, **data_args)
+    assert len(result.history) == training["epochs"]
+    last = result.history[-1]
+    assert set(last) == set(TIMING_FREE) | set(TIMING_KEYS)
+    assert last["val_accuracy"] > LEARNED > CHANCE
+    assert result.final_metrics["val_accuracy"] > LEARNED
+    assert result.history[0]["train_loss"] > last["train_loss"]
+
+
+def test_same_seed_gives_identical_history_and_weights(data_args: dict) -> None:
+    training = {**LEARNING_RECIPES["cnn"], "epochs": 2, "cutout": 4}
+    first = train("cnn", TINY_MODELS["cnn"], training, **data_args)
+    second = train("cnn", TINY_MODELS["cnn"], training, **data_args)
+    assert _without_timing(first.history) == _without_timing(second.history)
+    _assert_same_state(first.checkpoint["model_state"], second.checkpoint["model_state"])
+    other = train("cnn", TINY_MODELS["cnn"], {**training, "seed": 1}, **data_args)
+    assert _without_timing(other.history) != _without_timing(first.history)
+
+
+def test_training_leaves_the_global_rng_alone(data_args: dict) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train("simple_cnn", {}, {"epochs": 1, "batch_size": 250}, **data_args)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from image_recognition.training import train
+
+    arrays = np.load(sys.argv[1])
+    args = json.loads(sys.argv[2])
+    train(
+        args["name"], args["model"], args["training"],
+        arrays["train_images"], arrays["train_labels"],
+        arrays["val_images"], arrays["val_labels"],
+        args["mean"], args["std"], sys.argv[3],
+    )
+    """
+)
+
+
+def _run_and_kill_after_first_checkpoint(tmp_path: Path, name: str, training: dict, data_args: dict) -> Path:
+    """Start training in a child process and SIGKILL it once a checkpoint exists."""
+    import json
+
+    arrays = tmp_path / "data.npz"
+    np.savez(arrays, **{k: v for k, v in data_args.items() if k not in ("mean", "std")})
+    checkpoint = tmp_path / "run.pt"
+    args = {
+        "name": name,
+        "model": TINY_MODELS[name],
+        "training": training,
+        "mean": data_args["mean"],
+        "std": data_args["std"],
+    }
+    child = subprocess.Popen(  # noqa: S603 (our own interpreter and script)
+        [sys.executable, "-c", _CHILD, str(arrays), json.dumps(args), str(checkpoint)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while not checkpoint.exists():
+            if child.poll() is not None:
+                raise AssertionError(f"child exited early: {child.stderr.read().decode()}")
+            if time.monotonic() > deadline:
+                raise AssertionError("no checkpoint appeared within 300 s")
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+        child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+    return checkpoint
+
+
+@pytest.mark.parametrize("name", ["cnn", "vit"])
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path, name: str, data_args: dict) -> None:
+    training = {
+        **LEARNING_RECIPES[name],
+        "epochs": 6,
+        "checkpoint_every": 1,
+        "log_every": 0,
+        "cutout": 4,
+    }
+    checkpoint = _run_and_kill_after_first_checkpoint(tmp_path, name, training, data_args)
+    interrupted_at = load_checkpoint(checkpoint)["epoch"]
+    assert 1 <= interrupted_at < training["epochs"], "the child was not stopped part-way"
+
+    resumed = train(name, TINY_MODELS[name], {**training, "resume": True}, checkpoint_path=checkpoint, **data_args)
+    uninterrupted = train(name, TINY_MODELS[name], training, **data_args)
+
+    assert _without_timing(resumed.history) == _without_timing(uninterrupted.history)
+    _assert_same_state(resumed.checkpoint["model_state"], uninterrupted.checkpoint["model_state"])
+    _assert_same_state(resumed.checkpoint["ema_state"], uninterrupted.checkpoint["ema_state"])
+    saved = load_checkpoint(checkpoint)
+    assert saved["epoch"] == training["epochs"]
+    _assert_same_state(saved["model_state"], uninterrupted.checkpoint["model_state"])
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path, data_args: dict) -> None:
+    path = tmp_path / "run.pt"
+    train("simple_cnn", {}, {"epochs": 1, "batch_size": 250}, checkpoint_path=path, **data_args)
+    with pytest.raises(ValueError, match="cannot resume .* holds simple_cnn"):
+        train("cnn", TINY_MODELS["cnn"], {"epochs": 1, "resume": True}, checkpoint_path=path, **data_args)
+
+
+def test_resume_without_a_checkpoint_starts_afresh(tmp_path: Path, data_args: dict) -> None:
+    path = tmp_path / "missing.pt"
+    result = train(
+        "simple_cnn", {}, {"epochs": 1, "batch_size": 250, "resume": True}, checkpoint_path=path, **data_args
+    )
+    assert len(result.history) == 1
+    assert path.exists()
+
+
+def test_diverging_loss_stops_with_a_clear_error(data_args: dict) -> None:
+    training = {"epochs": 3, "batch_size": 50, "lr": 1e12, "momentum": 0.0, "translate": 0}
+    with pytest.raises(NonFiniteLossError, match=r"training loss became (nan|inf) at epoch 1, step \d+.*Lower lr"):
+        train("simple_cnn", {}, training, **data_args)
+
+
+def test_overflowing_inputs_stop_within_two_steps(data_args: dict) -> None:
+    # A near-zero std passes validation but scales the pixels to ~1e30.
+    poisoned = {**data_args, "std": [1e-30, 1e-30, 1e-30]}
+    with pytest.raises(NonFiniteLossError, match=r"became (nan|inf) at epoch 1, step [12]:"):
+        train("simple_cnn", {}, {"epochs": 1, "batch_size": 50}, **poisoned)
+
+
+def test_non_finite_normalisation_statistics_are_refused(data_args: dict) -> None:
+    poisoned = {**data_args, "mean": [math.nan, 0.5, 0.5]}
+    with pytest.raises(ValueError, match="must be finite"):
+        train("cnn", TINY_MODELS["cnn"], {"epochs": 1}, **poisoned)
+
+
+@pytest.mark.parametrize(
+    ("model", "training", "message"),
+    [
+        ("cnn", {"epochs": 1, "learning_rate": 0.1}, r"unknown training key\(s\) \['learning_rate'\]"),
+        ("cnn", {"epochs": 0}, "epochs must be a positive integer"),
+        ("cnn", {"batch_size": -8}, "batch_size must be a positive integer"),
+        ("resnet", {"epochs": 1}, "unknown model 'resnet'"),
+        ("vit", {"epochs": 1}, "patch_size 3 does not divide image_size 32"),
+    ],
+)
+def test_invalid_configuration_is_refused_before_training(
+    model: str, training: dict, message: str, data_args: dict
+) -> None:
+    model_config = {"patch_size": 3} if model == "vit" else None
+    with pytest.raises(ValueError, match=message):
+        train(model, model_config, training, **data_args)
+
+
+def test_mismatched_labels_are_refused(data_args: dict) -> None:
+    with pytest.raises(ValueError, match="expected 1000 labels"):
+        train("simple_cnn", {}, {"epochs": 1}, **{**data_args, "train_labels": data_args["train_labels"][:10]})
+
+
+def test_gpu_settings_run_on_cpu(data_args: dict) -> None:
+    """bf16 autocast, channels_last and a fused optimizer: the CUDA defaults, forced on CPU."""
+    training = {
+        "epochs": 1,
+        "batch_size": 100,
+        "autocast": "bf16",
+        "channels_last": True,
+        "fused_optimizer": True,
+        "grad_clip": 1.0,
+        "tta": "flip",
+    }
+    result = train("cnn", TINY_MODELS["cnn"], training, **data_args)
+    assert math.isfinite(result.history[-1]["train_loss"])
+    assert math.isfinite(result.final_metrics["val_loss"])
+    assert result.checkpoint["optimizer_state"]["param_groups"][0]["fused"] is True
+
+
+def test_compiled_tiny_model_trains_and_saves_unwrapped_weights(tmp_path: Path, data_args: dict) -> None:
+    small = {k: v[:200] if hasattr(v, "__len__") and k != "mean" and k != "std" else v for k, v in data_args.items()}
+    path = tmp_path / "compiled.pt"
+    try:
+        result = train(
+            "simple_cnn", {}, {"epochs": 1, "batch_size": 100, "compile": True}, checkpoint_path=path, **small
+        )
+    except Exception as error:  # pragma: no cover - only where inductor cannot build
+        if "compiler" in str(error).lower() or "InductorError" in type(error).__name__:
+            pytest.skip(f"torch.compile cannot build kernels here: {error}")
+        raise
+    assert math.isfinite(result.history[-1]["train_loss"])
+    state = load_checkpoint(path)["model_state"]
+    assert not any(key.startswith("_orig_mod") for key in state)
+    assert "conv1.weight" in state
+
+
+def test_checkpoint_is_weights_only_loadable_and_rebuilds_the_model(tmp_path: Path, data_args: dict) -> None:
+    path = tmp_path / "cnn.pt"
+    training = {**LEARNING_RECIPES["cnn"], "epochs": 2}
+    result = train("cnn", TINY_MODELS["cnn"], training, checkpoint_path=path, **data_args)
+    raw = torch.load(path, weights_only=True)
+    assert raw["model_name"] == "cnn"
+    assert raw["normalization"] == {"mean": data_args["mean"], "std": data_args["std"]}
+    assert [row["epoch"] for row in raw["history"]] == [1, 2]
+    assert not list(tmp_path.glob("*.tmp"))  # the atomic write left no temporary file
+
+    model = load_model(raw, device="cpu")
+    assert not model.training
+    logits = predict_logits(
+        model, data_args["val_images"], data_args["mean"], data_args["std"], batch_size=128, tta=True, device="cpu"
+    )
+    accuracy = (logits.argmax(1).numpy() == data_args["val_labels"]).mean()
+    assert accuracy == pytest.approx(result.final_metrics["val_accuracy"], abs=1e-6)
+    for tta in (False, "flip"):
+        assert predict_logits(
+            model, data_args["val_images"][:5], data_args["mean"], data_args["std"], tta=tta
+        ).shape == (5, 10)
+
+
+def test_without_validation_data_the_val_columns_are_nan(data_args: dict) -> None:
+    result = train(
+        "simple_cnn", {}, {"epochs": 1, "batch_size": 250}, **{**data_args, "val_images": None, "val_labels": None}
+    )
+    assert math.isnan(result.history[0]["val_accuracy"])
