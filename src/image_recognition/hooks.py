@@ -49,3 +49,40 @@ class DiscardFailedRunHook:
                 shutil.rmtree(folder)
                 logger.warning("Run failed: removed %s, which it had saved", folder)
         self._saved = []
+
+
+class ValidateParametersHook:
+    """Run the parameter-checking nodes before anything else in the pipeline.
+
+    Nodes whose function has ``validates_parameters = True`` take only
+    parameters, so they can run before the first node: a typo in a training
+    recipe then fails the run at once, not after the data stages.
+    """
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
+        for node in pipeline.nodes:
+            if getattr(node.func, "validates_parameters", False):
+                node.run({name: catalog.load(name) for name in node.inputs})
+
+
+class InputVersionsHook:
+    """Tell provenance-recording nodes which catalog versions they were given.
+
+    Nodes never see the catalog, so they cannot know that their checkpoint is
+    version ``2026-…Z`` of ``cnn.checkpoint``. For nodes whose function has
+    ``records_input_versions = True``, every dict loaded from a versioned
+    dataset is handed over as a copy with a ``_catalog_version`` key; this
+    respects ``--load-versions`` pins.
+    """
+
+    @hook_impl
+    def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        if not getattr(node.func, "records_input_versions", False):
+            return None
+        updated = {}
+        for name, value in inputs.items():
+            dataset = catalog.get(name) if name in catalog else None
+            if isinstance(value, dict) and isinstance(dataset, AbstractVersionedDataset) and dataset._version:
+                updated[name] = {**value, "_catalog_version": dataset.resolve_load_version()}
+        return updated or None

@@ -1,8 +1,8 @@
 """Project settings. See https://docs.kedro.org/en/stable/configure/configuration_basics/"""
 
-from image_recognition.hooks import DiscardFailedRunHook
+from image_recognition.hooks import DiscardFailedRunHook, InputVersionsHook, ValidateParametersHook
 
-HOOKS = (DiscardFailedRunHook(),)
+HOOKS = (ValidateParametersHook(), InputVersionsHook(), DiscardFailedRunHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

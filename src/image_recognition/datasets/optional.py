@@ -1,0 +1,29 @@
+"""JSON and CSV datasets that load as ``None`` when nothing has been saved yet.
+
+The report must work with whatever models have been trained: one, two or all
+three. Its per-model inputs use these types, so a model that was never
+evaluated reaches the reporting nodes as ``None`` instead of failing the run.
+Saving, versioning and kedro-viz previews are those of the parent classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from kedro_datasets.json import JSONDataset
+from kedro_datasets.pandas import CSVDataset
+
+
+class OptionalJSONDataset(JSONDataset):
+    """``json.JSONDataset`` whose ``load`` returns ``None`` when no file (version) exists."""
+
+    def load(self) -> Any:
+        return super().load() if self.exists() else None
+
+
+class OptionalCSVDataset(CSVDataset):
+    """``pandas.CSVDataset`` whose ``load`` returns ``None`` when no file (version) exists."""
+
+    def load(self) -> pd.DataFrame | None:
+        return super().load() if self.exists() else None

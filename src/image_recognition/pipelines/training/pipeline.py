@@ -1,0 +1,38 @@
+"""One training pipeline; ``train_<model>`` pipelines are namespaced copies of it."""
+
+from kedro.pipeline import Node, Pipeline
+
+from image_recognition.pipelines.training.nodes import check_training_params, train_model
+
+# Shared inputs from data_processing: not namespaced.
+DATA_INPUTS = {"cifar10_train", "cifar10_validation", "normalization_stats"}
+
+
+def create_training_pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                check_training_params,
+                ["params:model", "params:training"],
+                "training_spec",
+                name="check_training_params_node",
+            ),
+            Node(
+                train_model,
+                [
+                    "training_spec",
+                    "cifar10_train",
+                    "cifar10_validation",
+                    "normalization_stats",
+                    "params:checkpoint_path",
+                ],
+                ["checkpoint", "training_history"],
+                name="train_model_node",
+            ),
+        ]
+    )
+
+
+def create_pipeline(model: str) -> Pipeline:
+    """The training pipeline in the namespace of ``model`` (e.g. ``vit``)."""
+    return Pipeline(create_training_pipeline(), namespace=model, inputs=DATA_INPUTS, tags=["training", f"train_{model}"])

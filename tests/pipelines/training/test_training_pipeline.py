@@ -1,0 +1,86 @@
+"""The namespaced training pipelines: parameters, catalog wiring, end-to-end runs."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from kedro.io.core import Version
+
+from image_recognition.datasets import TorchCheckpointDataset
+from image_recognition.errors import ParameterError
+from image_recognition.models import build_model
+from image_recognition.pipeline_registry import register_pipelines
+from image_recognition.pipelines.training.nodes import check_training_params
+
+
+def test_registry_has_a_training_pipeline_per_model():
+    pipelines = register_pipelines()
+    assert {"data_processing", "train_simple_cnn", "train_cnn", "train_vit", "__default__"} <= set(pipelines)
+    train_vit = pipelines["train_vit"]
+    assert "vit.train_model_node" in {n.name for n in train_vit.nodes}
+    assert "fetch_cifar10_node" in {n.name for n in train_vit.nodes}  # no manual data step first
+    assert {"vit.checkpoint", "vit.training_history"} <= train_vit.all_outputs()
+    assert not any(name.startswith("cnn.") for name in train_vit.all_outputs())
+
+
+@pytest.mark.parametrize(
+    ("model", "training", "message"),
+    [
+        ({"name": "resnet"}, {}, "unknown model 'resnet'"),
+        ({"name": "vit", "patch_size": 5}, {}, "patch_size 5 does not divide image_size 32"),
+        ({"name": "cnn"}, {"epochs": 0}, "epochs must be a positive integer"),
+        ({"name": "cnn"}, {"batch_size": -8}, "batch_size must be a positive integer"),
+        ({"name": "cnn"}, {"epoch": 3}, r"unknown training key\(s\) \['epoch'\]"),
+        ({"name": "vit", "dept": 3}, {}, "dept"),
+        ({}, {}, "model.name is required"),
+    ],
+)
+def test_invalid_training_parameters(model, training, message):
+    with pytest.raises(ParameterError, match=message):
+        check_training_params(model, training)
+
+
+def test_checkpoint_dataset_roundtrip_is_weights_only(tmp_path):
+    model = build_model("simple_cnn")
+    checkpoint = {"format": 1, "model_state": model.state_dict(), "model_name": "simple_cnn", "epoch": 2}
+    dataset = TorchCheckpointDataset(str(tmp_path / "checkpoint.pt"))
+    dataset.save(checkpoint)
+    loaded = dataset.load()
+    assert loaded["epoch"] == 2
+    torch.testing.assert_close(loaded["model_state"]["conv1.weight"], model.state_dict()["conv1.weight"])
+
+
+def test_checkpoint_dataset_refuses_pickled_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": 1, "x": Evil()}, path)
+    with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
+        TorchCheckpointDataset(str(path)).load()
+
+
+def test_demo_train_vit_end_to_end(project):
+    result = project.kedro("run", "--env=demo", "--pipeline=train_vit")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    accuracy = re.search(r"Trained vit for \d+ epochs in [\d.]+ s: validation accuracy ([\d.]+)", log)
+    assert accuracy, log[-3000:]
+    assert float(accuracy.group(1)) > 0.5  # ten classes: chance is 0.1
+    checkpoints = list((project.root / "data/demo/06_models/vit/checkpoint.pt").glob("*/checkpoint.pt"))
+    histories = list((project.root / "data/demo/07_model_output/vit/training_history.csv").glob("*/*.csv"))
+    assert len(checkpoints) == 1 and len(histories) == 1
+    state = TorchCheckpointDataset(str(checkpoints[0].parent.parent), version=Version(None, None)).load()
+    assert state["model_name"] == "vit"
+
+
+def test_invalid_training_parameters_fail_before_any_data_work(project):
+    result = project.kedro("run", "--env=demo", "--pipeline=train_cnn", "--params", "cnn.training.epochs=0")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "epochs must be a positive integer, got 0" in errors[0], result.stderr[-2000:]
+    assert "Running node: fetch_cifar10_node" not in result.stdout + result.stderr
+    assert project.data_files() == []
