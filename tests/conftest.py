@@ -50,9 +50,9 @@ class Project:
 
     root: Path
 
-    def kedro(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    def kedro(self, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "kedro", *args]
-        env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONWARNINGS": "ignore"}
+        env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONWARNINGS": "ignore", **(env or {})}
         return subprocess.run(
             command, check=False, cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout
         )

@@ -1,0 +1,1 @@
+"""Test-set metrics and cost measurements in plain numpy/PyTorch (no Kedro)."""

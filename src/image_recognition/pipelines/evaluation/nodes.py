@@ -1,0 +1,154 @@
+"""Evaluate one trained model on the test split: quality, cost and its worst errors."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from image_recognition.errors import ParameterError
+from image_recognition.evaluation.cost import (
+    count_flops,
+    measure_latency_ms,
+    measure_throughput,
+    peak_memory_mib,
+    reset_peak_memory,
+)
+from image_recognition.evaluation.metrics import (
+    confusion_matrix,
+    expected_calibration_error,
+    mean_cross_entropy,
+    most_confident_errors,
+    per_class_scores,
+    reliability_table,
+    softmax,
+)
+from image_recognition.models import count_parameters
+from image_recognition.pipelines.data_processing.params import reject_unknown_keys
+from image_recognition.training.device import resolve_device
+from image_recognition.training.predict import load_model, predict_logits
+
+logger = logging.getLogger(__name__)
+
+EVALUATION_DEFAULTS = {
+    "tta": "flip_translate",  # test-time augmentation of the headline accuracy
+    "batch_size": 1000,  # evaluation batch size
+    "throughput_batch_size": 256,  # batch size of the throughput measurement
+    "latency_repeats": 20,  # single-image forward passes; the median is reported
+    "calibration_bins": 15,
+    "top_errors": 24,  # most confident mistakes kept for the gallery
+    "device": "auto",
+}
+
+
+def evaluation_settings(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``evaluation`` parameters over their defaults; unknown keys are refused."""
+    params = params or {}
+    reject_unknown_keys("evaluation", params, set(EVALUATION_DEFAULTS))
+    settings = {**EVALUATION_DEFAULTS, **params}
+    if settings["tta"] not in ("none", "flip", "flip_translate"):
+        raise ParameterError(f"evaluation.tta must be none, flip or flip_translate, got {settings['tta']!r}")
+    for key in ("batch_size", "throughput_batch_size", "latency_repeats", "calibration_bins", "top_errors"):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ParameterError(f"evaluation.{key} must be a positive integer, got {value!r}")
+    return settings
+
+
+def git_commit() -> str | None:
+    """The commit of the working tree, or None outside a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def evaluate_model(
+    checkpoint: dict[str, Any],
+    history: pd.DataFrame,
+    test_split: dict[str, Any],
+    data_report: dict[str, Any],
+    params: dict[str, Any],
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Score a checkpoint on the test split and measure what the model costs.
+
+    Returns the full metrics record (with provenance), the per-class table,
+    the confusion matrix, the reliability table and the most confident errors.
+    """
+    settings = evaluation_settings(params)
+    device = resolve_device(settings["device"])
+    class_names = list(data_report["class_names"])
+    labels = np.asarray(test_split["labels"], dtype=np.int64)
+    model = load_model(checkpoint, device)
+    normalization = checkpoint["normalization"]
+
+    reset_peak_memory(device)
+    logits = {
+        tta: predict_logits(
+            model, test_split["images"], normalization["mean"], normalization["std"],
+            batch_size=settings["batch_size"], tta=tta, device=device,
+        ).numpy()
+        for tta in dict.fromkeys(("none", settings["tta"]))
+    }
+    probabilities = softmax(logits[settings["tta"]].astype(np.float64))
+    predictions = probabilities.argmax(axis=1)
+    confusion = confusion_matrix(labels, predictions, len(class_names))
+    per_class = per_class_scores(confusion, class_names)
+    reliability = reliability_table(probabilities, labels, settings["calibration_bins"])
+    errors = most_confident_errors(probabilities, labels, class_names, settings["top_errors"])
+
+    cost = {
+        "parameters": count_parameters(model),
+        "flops_per_image": count_flops(model),
+        "training_time_s": float(history["train_time_s"].iloc[-1]) if "train_time_s" in history else None,
+        "throughput_images_per_s": measure_throughput(model, settings["throughput_batch_size"], device),
+        "latency_ms": measure_latency_ms(model, device, settings["latency_repeats"]),
+        "peak_memory_mib": peak_memory_mib(device),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+    }
+    quality = {
+        "accuracy": float((predictions == labels).mean()),
+        "accuracy_no_tta": float((logits["none"].argmax(axis=1) == labels).mean()),
+        "tta": settings["tta"],
+        "mean_loss": mean_cross_entropy(probabilities, labels),
+        "ece": expected_calibration_error(reliability),
+        "macro_f1": float(per_class["f1"].mean()),
+        "test_images": len(labels),
+    }
+    record = {
+        "model": checkpoint["model_name"],
+        "quality": quality,
+        "cost": cost,
+        "provenance": {
+            "checkpoint_version": checkpoint.get("_catalog_version"),
+            "test_split_version": test_split.get("_catalog_version"),
+            "data_md5": data_report["source"]["md5"],
+            "data_url": data_report["source"]["url"],
+            "model_config": checkpoint["model_config"],
+            "training_config": checkpoint.get("training_config"),
+            "seed": (checkpoint.get("training_config") or {}).get("seed"),
+            "epochs": checkpoint.get("epoch"),
+            "evaluation": settings,
+            "git_commit": git_commit(),
+        },
+    }
+    logger.info(
+        "%s on %d test images: accuracy %.4f (tta %s; %.4f without), ECE %.4f, %.0f images/s",
+        checkpoint["model_name"], len(labels), quality["accuracy"], settings["tta"],
+        quality["accuracy_no_tta"], quality["ece"], cost["throughput_images_per_s"],
+    )
+    confusion_table = pd.DataFrame(confusion, columns=class_names)
+    confusion_table.insert(0, "true_class", class_names)
+    return record, per_class, confusion_table, reliability, errors
+
+
+evaluate_model.records_input_versions = True  # InputVersionsHook adds _catalog_version

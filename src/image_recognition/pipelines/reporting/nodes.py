@@ -1,0 +1,82 @@
+"""Nodes of the reporting pipeline: gather the evaluated models, draw, write the report."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from image_recognition.reporting import figures
+from image_recognition.reporting.report import comparison_table, render_html
+
+logger = logging.getLogger(__name__)
+
+RESULT_PARTS = ("metrics", "history", "per_class", "confusion", "reliability", "errors")
+
+
+class NoEvaluatedModelsError(RuntimeError):
+    """The report needs at least one evaluated model."""
+
+
+def gather_results(**inputs: Any) -> dict[str, dict[str, Any]]:
+    """Group ``<model>__<part>`` inputs by model, keeping models that have been evaluated.
+
+    A model never trained or evaluated arrives as ``None`` parts and is left
+    out, so the report works with one, two or all three models.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    for key, value in inputs.items():
+        model, part = key.split("__", 1)
+        results.setdefault(model, {})[part] = value
+    complete = {m: parts for m, parts in results.items() if all(parts.get(p) is not None for p in RESULT_PARTS)}
+    missing = sorted(set(results) - set(complete))
+    if missing:
+        logger.warning("Not in the report (no evaluation found): %s", ", ".join(missing))
+    if not complete:
+        raise NoEvaluatedModelsError(
+            "no evaluated model found: train and evaluate one first, e.g. "
+            "kedro run --pipelines=train_cnn,evaluate_cnn,reporting"
+        )
+    return complete
+
+
+def plot_learning_curves(results: dict[str, Any]) -> go.Figure:
+    return figures.learning_curves(results)
+
+
+def plot_confusion_matrices(results: dict[str, Any]) -> go.Figure:
+    return figures.confusion_matrices(results)
+
+
+def plot_per_class_f1(results: dict[str, Any]) -> go.Figure:
+    return figures.per_class_f1(results)
+
+
+def plot_reliability(results: dict[str, Any]) -> go.Figure:
+    return figures.reliability_diagram(results)
+
+
+def plot_accuracy_vs_cost(results: dict[str, Any]) -> go.Figure:
+    return figures.accuracy_vs_cost(results)
+
+
+def plot_error_gallery(results: dict[str, Any], test_split: dict[str, np.ndarray]) -> go.Figure:
+    return figures.error_gallery(results, test_split["images"])
+
+
+def build_comparison_table(results: dict[str, Any]) -> pd.DataFrame:
+    """One row per evaluated model: accuracy, calibration, cost and checkpoint version."""
+    return comparison_table(results)
+
+
+def render_report(
+    results: dict[str, Any],
+    comparison: pd.DataFrame,
+    data_report: dict[str, Any],
+    **named_figures: go.Figure,
+) -> str:
+    """The self-contained HTML report: table, every figure and the provenance."""
+    return render_html(results, named_figures, comparison, data_report)

@@ -1,0 +1,54 @@
+"""The ``reporting`` pipeline: figures, comparison table and HTML report."""
+
+from collections.abc import Iterable
+
+from kedro.pipeline import Node, Pipeline
+
+from image_recognition.pipelines.reporting import nodes
+
+# Per-model catalog entries the report reads (written by training and evaluation).
+PART_DATASETS = {
+    "metrics": "metrics",
+    "history": "training_history",
+    "per_class": "per_class_metrics",
+    "confusion": "confusion_matrix",
+    "reliability": "reliability",
+    "errors": "errors",
+}
+
+FIGURES = {
+    "learning_curves": (nodes.plot_learning_curves, []),
+    "confusion_matrices": (nodes.plot_confusion_matrices, []),
+    "per_class_f1": (nodes.plot_per_class_f1, []),
+    "reliability_diagram": (nodes.plot_reliability, []),
+    "accuracy_vs_cost": (nodes.plot_accuracy_vs_cost, []),
+    "error_gallery": (nodes.plot_error_gallery, ["cifar10_test"]),
+}
+
+
+def create_pipeline(models: Iterable[str]) -> Pipeline:
+    gathered = {
+        f"{model}__{part}": f"{model}.{dataset}" for model in models for part, dataset in PART_DATASETS.items()
+    }
+    return Pipeline(
+        [
+            Node(nodes.gather_results, gathered, "model_results", name="gather_results_node"),
+            *(
+                Node(func, ["model_results", *extra], f"{name}_figure", name=f"plot_{name}_node")
+                for name, (func, extra) in FIGURES.items()
+            ),
+            Node(nodes.build_comparison_table, "model_results", "model_comparison", name="build_comparison_table_node"),
+            Node(
+                nodes.render_report,
+                {
+                    "results": "model_results",
+                    "comparison": "model_comparison",
+                    "data_report": "data_report",
+                    **{name: f"{name}_figure" for name in FIGURES},
+                },
+                "comparison_report",
+                name="render_report_node",
+            ),
+        ],
+        tags="reporting",
+    )

@@ -1,0 +1,169 @@
+"""Plotly figures comparing the evaluated models.
+
+Every function takes ``results``: model name -> that model's evaluation
+(``metrics`` record, ``history``, ``per_class``, ``confusion``, ``reliability``
+and ``errors`` tables), for however many models were evaluated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# One colour per model across every figure.
+MODEL_COLOURS = {"simple_cnn": "#7f7f7f", "cnn": "#1f77b4", "vit": "#d62728"}
+_FALLBACK_COLOURS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+
+
+def colour(model: str, position: int = 0) -> str:
+    return MODEL_COLOURS.get(model, _FALLBACK_COLOURS[position % len(_FALLBACK_COLOURS)])
+
+
+def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
+    fig.update_layout(title=title, height=height, template="plotly_white", margin={"t": 80, "l": 60, "r": 30, "b": 50})
+    return fig
+
+
+def learning_curves(results: dict[str, Any]) -> go.Figure:
+    """Train and validation accuracy and loss, against epoch and against wall time."""
+    fig = make_subplots(
+        rows=2,
+        cols=2,
+        subplot_titles=("accuracy by epoch", "accuracy by training time", "loss by epoch", "loss by training time"),
+        horizontal_spacing=0.08,
+        vertical_spacing=0.14,
+    )
+    for position, (model, result) in enumerate(results.items()):
+        history = result["history"]
+        for row, metric in ((1, "accuracy"), (2, "loss")):
+            for col, x_column in ((1, "epoch"), (2, "train_time_s")):
+                for split, dash in (("train", "dot"), ("val", "solid")):
+                    fig.add_trace(
+                        go.Scatter(
+                            x=history[x_column],
+                            y=history[f"{split}_{metric}"],
+                            name=f"{model} {split}",
+                            legendgroup=f"{model} {split}",
+                            showlegend=row == 1 and col == 1,
+                            mode="lines+markers",
+                            line={"color": colour(model, position), "dash": dash},
+                        ),
+                        row=row,
+                        col=col,
+                    )
+    fig.update_xaxes(title_text="epoch", col=1, row=2)
+    fig.update_xaxes(title_text="training time (s)", col=2, row=2)
+    return _layout(fig, "Learning curves (dotted: train, solid: validation)", 700)
+
+
+def confusion_matrices(results: dict[str, Any]) -> go.Figure:
+    """Side-by-side confusion matrices, rows normalised to recall."""
+    fig = make_subplots(rows=1, cols=len(results), subplot_titles=list(results), horizontal_spacing=0.12)
+    for col, (model, result) in enumerate(results.items(), start=1):
+        table = result["confusion"]
+        classes = list(table["true_class"])
+        counts = table[classes].to_numpy(dtype=float)
+        recall = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        fig.add_trace(
+            go.Heatmap(
+                z=recall,
+                x=classes,
+                y=classes,
+                text=counts.astype(int),
+                texttemplate="%{text}",
+                colorscale="Blues",
+                zmin=0,
+                zmax=1,
+                showscale=col == len(results),
+                hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images (%{z:.1%})<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.update_yaxes(autorange="reversed", title_text="true class" if col == 1 else None, row=1, col=col)
+        fig.update_xaxes(title_text="predicted class", row=1, col=col)
+    return _layout(fig, "Confusion matrices (colour: share of the true class)", 520)
+
+
+def per_class_f1(results: dict[str, Any]) -> go.Figure:
+    """Per-class F1 of every model, as grouped bars."""
+    fig = go.Figure()
+    for position, (model, result) in enumerate(results.items()):
+        table = result["per_class"]
+        fig.add_trace(go.Bar(x=table["class"], y=table["f1"], name=model, marker_color=colour(model, position)))
+    fig.update_layout(barmode="group", yaxis={"title": "F1", "range": [0, 1]})
+    return _layout(fig, "Per-class F1 on the test set", 450)
+
+
+def reliability_diagram(results: dict[str, Any]) -> go.Figure:
+    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+    fig = go.Figure(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line={"color": "black", "dash": "dash"})
+    )
+    for position, (model, result) in enumerate(results.items()):
+        table = result["reliability"]
+        filled = table[table["count"] > 0]
+        ece = result["metrics"]["quality"]["ece"]
+        fig.add_trace(
+            go.Scatter(
+                x=filled["mean_confidence"],
+                y=filled["accuracy"],
+                mode="lines+markers",
+                name=f"{model} (ECE {ece:.3f})",
+                marker={"size": 6 + 14 * np.sqrt(filled["count"] / filled["count"].max())},
+                line={"color": colour(model, position)},
+                customdata=filled["count"],
+                hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} images<extra></extra>",
+            )
+        )
+    fig.update_layout(xaxis={"title": "confidence", "range": [0, 1]}, yaxis={"title": "accuracy", "range": [0, 1]})
+    return _layout(fig, "Reliability diagram (marker size: images in the bin)", 480)
+
+
+def accuracy_vs_cost(results: dict[str, Any]) -> go.Figure:
+    """Test accuracy against parameters, FLOPs per image and inference throughput."""
+    axes = (("parameters", "parameters"), ("flops_per_image", "FLOPs per image"), ("throughput_images_per_s", "images/s"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[label for _, label in axes], horizontal_spacing=0.08)
+    for position, (model, result) in enumerate(results.items()):
+        quality, cost = result["metrics"]["quality"], result["metrics"]["cost"]
+        for col, (key, _) in enumerate(axes, start=1):
+            fig.add_trace(
+                go.Scatter(
+                    x=[cost[key]],
+                    y=[quality["accuracy"]],
+                    mode="markers+text",
+                    text=[model],
+                    textposition="top center",
+                    name=model,
+                    legendgroup=model,
+                    showlegend=col == 1,
+                    marker={"size": 14, "color": colour(model, position)},
+                ),
+                row=1,
+                col=col,
+            )
+        fig.update_xaxes(type="log")
+    fig.update_yaxes(title_text="test accuracy", col=1)
+    return _layout(fig, "Accuracy against cost (log scale)", 420)
+
+
+def error_gallery(results: dict[str, Any], test_images: np.ndarray, per_model: int = 8) -> go.Figure:
+    """The test images each model gets wrong most confidently, one row per model."""
+    rows = len(results)
+    titles = []
+    for model, result in results.items():
+        errors = result["errors"].head(per_model)
+        titles += [f"{model}: {r.predicted_class} ({r.confidence:.0%})<br>true {r.true_class}" for r in errors.itertuples()]
+        titles += [""] * (per_model - len(errors))
+    fig = make_subplots(rows=rows, cols=per_model, subplot_titles=titles, vertical_spacing=0.12 / max(rows, 1))
+    for row, result in enumerate(results.values(), start=1):
+        for col, index in enumerate(result["errors"]["index"].head(per_model), start=1):
+            image = np.transpose(test_images[int(index)], (1, 2, 0))  # (3, H, W) -> (H, W, 3)
+            fig.add_trace(go.Image(z=image, hoverinfo="skip"), row=row, col=col)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=10)
+    return _layout(fig, "Most confident mistakes on the test set (predicted (confidence), true class)", 230 * rows + 80)

@@ -1,0 +1,98 @@
+"""The comparison table and the self-contained HTML report."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+
+
+def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
+    """One row per model: quality, cost and where the numbers came from."""
+    rows = []
+    for model, result in results.items():
+        metrics = result["metrics"]
+        quality, cost, provenance = metrics["quality"], metrics["cost"], metrics["provenance"]
+        rows.append(
+            {
+                "model": model,
+                "test_accuracy": quality["accuracy"],
+                "test_accuracy_no_tta": quality["accuracy_no_tta"],
+                "macro_f1": quality["macro_f1"],
+                "mean_loss": quality["mean_loss"],
+                "ece": quality["ece"],
+                "parameters": cost["parameters"],
+                "flops_per_image": cost["flops_per_image"],
+                "training_time_s": cost["training_time_s"],
+                "throughput_images_per_s": cost["throughput_images_per_s"],
+                "latency_ms": cost["latency_ms"],
+                "peak_memory_mib": cost["peak_memory_mib"],
+                "device": cost["device"],
+                "epochs": provenance["epochs"],
+                "checkpoint_version": provenance["checkpoint_version"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _format(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table_html(table: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_format(v))}</td>" for v in row) + "</tr>"
+        for row in table.itertuples(index=False)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1300px; color: #222; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }
+th, td { border: 1px solid #ddd; padding: 0.3rem 0.6rem; text-align: right; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+pre { background: #f7f7f7; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
+.figure { margin: 2rem 0; }
+"""
+
+
+def render_html(
+    results: dict[str, Any], figures: dict[str, go.Figure], table: pd.DataFrame, data_report: dict[str, Any]
+) -> str:
+    """One HTML file that opens offline: plotly.js is inlined once, figures follow."""
+    parts = []
+    for position, (name, figure) in enumerate(figures.items()):
+        figure_html = pio.to_html(
+            figure, include_plotlyjs=position == 0, full_html=False, div_id=f"figure-{name}", config={"responsive": True}
+        )
+        parts.append(f'<div class="figure" id="{html.escape(name)}">{figure_html}</div>')
+    provenance = {model: result["metrics"]["provenance"] for model, result in results.items()}
+    source = data_report["source"]
+    models = ", ".join(results) or "none"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>CIFAR-10: CNN vs Vision Transformer</title>
+<style>{_STYLE}</style></head><body>
+<h1>CIFAR-10 model comparison</h1>
+<p>Models: {html.escape(models)}. Test split: {data_report["sizes"]["test"]:,} images, never used for training or
+model selection. Data: <code>{html.escape(source["url"])}</code>, md5 <code>{html.escape(source["md5"])}</code>.</p>
+<h2>Comparison</h2>
+{_table_html(table)}
+<h2>Figures</h2>
+{"".join(parts)}
+<h2>Provenance</h2>
+<p>Checkpoint versions, configurations, seeds and the git commit behind every number above.</p>
+<pre>{html.escape(json.dumps(provenance, indent=2, default=str))}</pre>
+</body></html>
+"""
