@@ -101,7 +101,9 @@ def per_class_f1(results: dict[str, Any]) -> go.Figure:
 def reliability_diagram(results: dict[str, Any]) -> go.Figure:
     """Accuracy against confidence per bin; the diagonal is perfect calibration."""
     fig = go.Figure(
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line={"color": "black", "dash": "dash"})
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line={"color": "black", "dash": "dash"}
+        )
     )
     for position, (model, result) in enumerate(results.items()):
         table = result["reliability"]
@@ -125,7 +127,11 @@ def reliability_diagram(results: dict[str, Any]) -> go.Figure:
 
 def accuracy_vs_cost(results: dict[str, Any]) -> go.Figure:
     """Test accuracy against parameters, FLOPs per image and inference throughput."""
-    axes = (("parameters", "parameters"), ("flops_per_image", "FLOPs per image"), ("throughput_images_per_s", "images/s"))
+    axes = (
+        ("parameters", "parameters"),
+        ("flops_per_image", "FLOPs per image"),
+        ("throughput_images_per_s", "images/s"),
+    )
     fig = make_subplots(rows=1, cols=3, subplot_titles=[label for _, label in axes], horizontal_spacing=0.08)
     for position, (model, result) in enumerate(results.items()):
         quality, cost = result["metrics"]["quality"], result["metrics"]["cost"]
@@ -156,7 +162,9 @@ def error_gallery(results: dict[str, Any], test_images: np.ndarray, per_model: i
     titles = []
     for model, result in results.items():
         errors = result["errors"].head(per_model)
-        titles += [f"{model}: {r.predicted_class} ({r.confidence:.0%})<br>true {r.true_class}" for r in errors.itertuples()]
+        titles += [
+            f"{model}: {r.predicted_class} ({r.confidence:.0%})<br>true {r.true_class}" for r in errors.itertuples()
+        ]
         titles += [""] * (per_model - len(errors))
     fig = make_subplots(rows=rows, cols=per_model, subplot_titles=titles, vertical_spacing=0.12 / max(rows, 1))
     for row, result in enumerate(results.values(), start=1):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from typing import Any
 
 import pandas as pd
@@ -40,7 +41,7 @@ def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
 
 
 def _format(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
@@ -75,7 +76,11 @@ def render_html(
     parts = []
     for position, (name, figure) in enumerate(figures.items()):
         figure_html = pio.to_html(
-            figure, include_plotlyjs=position == 0, full_html=False, div_id=f"figure-{name}", config={"responsive": True}
+            figure,
+            include_plotlyjs=position == 0,
+            full_html=False,
+            div_id=f"figure-{name}",
+            config={"responsive": True},
         )
         parts.append(f'<div class="figure" id="{html.escape(name)}">{figure_html}</div>')
     provenance = {model: result["metrics"]["provenance"] for model, result in results.items()}

@@ -63,9 +63,7 @@ def evaluation_settings(params: dict[str, Any] | None) -> dict[str, Any]:
 def git_commit() -> str | None:
     """The commit of the working tree, or None outside a git checkout."""
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        )
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
@@ -93,8 +91,13 @@ def evaluate_model(
     reset_peak_memory(device)
     logits = {
         tta: predict_logits(
-            model, test_split["images"], normalization["mean"], normalization["std"],
-            batch_size=settings["batch_size"], tta=tta, device=device,
+            model,
+            test_split["images"],
+            normalization["mean"],
+            normalization["std"],
+            batch_size=settings["batch_size"],
+            tta=tta,
+            device=device,
         ).numpy()
         for tta in dict.fromkeys(("none", settings["tta"]))
     }
@@ -143,8 +146,13 @@ def evaluate_model(
     }
     logger.info(
         "%s on %d test images: accuracy %.4f (tta %s; %.4f without), ECE %.4f, %.0f images/s",
-        checkpoint["model_name"], len(labels), quality["accuracy"], settings["tta"],
-        quality["accuracy_no_tta"], quality["ece"], cost["throughput_images_per_s"],
+        checkpoint["model_name"],
+        len(labels),
+        quality["accuracy"],
+        settings["tta"],
+        quality["accuracy_no_tta"],
+        quality["ece"],
+        cost["throughput_images_per_s"],
     )
     confusion_table = pd.DataFrame(confusion, columns=class_names)
     confusion_table.insert(0, "true_class", class_names)

@@ -35,4 +35,6 @@ def create_training_pipeline() -> Pipeline:
 
 def create_pipeline(model: str) -> Pipeline:
     """The training pipeline in the namespace of ``model`` (e.g. ``vit``)."""
-    return Pipeline(create_training_pipeline(), namespace=model, inputs=DATA_INPUTS, tags=["training", f"train_{model}"])
+    return Pipeline(
+        create_training_pipeline(), namespace=model, inputs=DATA_INPUTS, tags=["training", f"train_{model}"]
+    )
