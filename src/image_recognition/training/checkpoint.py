@@ -31,7 +31,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Strip wrapper prefixes (``_orig_mod.``, ``module.``) and detach to the CPU."""
     cleaned = {}
-    for key, value in state.items():
+    for name, value in state.items():
+        key = name
         for prefix in ("_orig_mod.", "module."):
             while key.startswith(prefix):
                 key = key[len(prefix) :]

@@ -92,16 +92,13 @@ class TrainingConfig:
         allowed = [field.name for field in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(allowed))
         if unknown:
-            raise ValueError(
-                f"unknown training key(s) {unknown}; allowed keys are {sorted(allowed)}"
-            )
+            raise ValueError(f"unknown training key(s) {unknown}; allowed keys are {sorted(allowed)}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, not tuples) that a weights_only checkpoint can hold."""
         return {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in dataclasses.asdict(self).items()
+            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
         }
 
     def __post_init__(self) -> None:

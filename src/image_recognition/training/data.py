@@ -21,9 +21,7 @@ def as_uint8_tensor(images: np.ndarray | torch.Tensor, device: torch.device) -> 
     """uint8 (N, C, H, W) on ``device``; refuses other dtypes or shapes."""
     tensor = torch.as_tensor(images)
     if tensor.dtype != torch.uint8 or tensor.ndim != 4:  # noqa: PLR2004 (N, C, H, W)
-        raise ValueError(
-            f"expected uint8 images of shape (N, C, H, W), got {tensor.dtype} {tuple(tensor.shape)}"
-        )
+        raise ValueError(f"expected uint8 images of shape (N, C, H, W), got {tensor.dtype} {tuple(tensor.shape)}")
     return tensor.to(device)
 
 
@@ -63,9 +61,7 @@ def random_translate(images: torch.Tensor, max_shift: int, generator: torch.Gene
         return images
     n, c, h, w = images.shape
     padded = F.pad(images, (max_shift,) * 4, mode="reflect")  # (N, C, H + 2s, W + 2s)
-    shifts = torch.randint(
-        0, 2 * max_shift + 1, (2, n), generator=generator, device=generator.device
-    ).to(images.device)
+    shifts = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator, device=generator.device).to(images.device)
     rows = (shifts[0].view(n, 1) + torch.arange(h, device=images.device)).view(n, 1, h, 1)
     cols = (shifts[1].view(n, 1) + torch.arange(w, device=images.device)).view(n, 1, 1, w)
     batch = torch.arange(n, device=images.device).view(n, 1, 1, 1)

@@ -48,6 +48,8 @@ from image_recognition.training.predict import tta_logits
 
 logger = logging.getLogger(__name__)
 
+ArrayLike = np.ndarray | torch.Tensor
+
 # History columns that measure time and so differ between identical runs.
 TIMING_KEYS = ("epoch_time_s", "images_per_s", "train_time_s", "wall_time_s")
 # Images used to estimate the whitening layer's patch covariance.
@@ -110,9 +112,7 @@ def train(  # noqa: PLR0913 (the node passes every input by name)
     # Training reseeds the global generators; fork them so the caller's stay as they were.
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
-        trainer = _Trainer(
-            model_name, full_model_config, config, device, mean, std, checkpoint_path
-        )
+        trainer = _Trainer(model_name, full_model_config, config, device, mean, std, checkpoint_path)
         trainer.load_data(train_images, train_labels, val_images, val_labels)
         return trainer.run()
 
@@ -140,14 +140,18 @@ class _Trainer:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.normalize = Normalizer(self.mean, self.std, device)
         self.amp_dtype = autocast_dtype(config.autocast, device)
-        self.channels_last = use_channels_last(
-            config.channels_last, device, model_name in CONVNET_NAMES
-        )
+        self.channels_last = use_channels_last(config.channels_last, device, model_name in CONVNET_NAMES)
         # Set on each batch after augmentation (whose gathers return NCHW): a
         # channels_last model fed NCHW inputs falls back to slow conversions.
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
 
-    def load_data(self, train_images, train_labels, val_images, val_labels) -> None:  # noqa: ANN001
+    def load_data(
+        self,
+        train_images: ArrayLike,
+        train_labels: ArrayLike,
+        val_images: ArrayLike | None,
+        val_labels: ArrayLike | None,
+    ) -> None:
         """Move the uint8 splits to the device once; batches are sliced from there."""
         self.train_x = as_uint8_tensor(train_images, self.device)
         self.train_y = as_label_tensor(train_labels, len(self.train_x), self.device)
@@ -228,8 +232,7 @@ class _Trainer:
         changed = sorted(k for k in current if saved.get(k) != current[k])
         if changed:
             logger.warning(
-                "resuming %s with changed training settings %s: the result will differ "
-                "from an uninterrupted run",
+                "resuming %s with changed training settings %s: the result will differ from an uninterrupted run",
                 path,
                 changed,
             )
@@ -265,8 +268,7 @@ class _Trainer:
             row["wall_time_s"] = wall_before + time.perf_counter() - resumed_at
             self.history.append(row)
             logger.info(
-                "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | "
-                "lr %.3g | %.1fs, %.0f img/s",
+                "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.1fs, %.0f img/s",
                 row["epoch"],
                 self.config.epochs,
                 row["train_loss"],

@@ -67,9 +67,7 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer, total_steps: int, config: TrainingConfig
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step LambdaLR over :func:`lr_factor`; its state is just the step count."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, config)
-    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, config))
 
 
 class WeightEMA:
@@ -80,9 +78,7 @@ class WeightEMA:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.state = {
-            key: value.detach().clone() for key, value in model.state_dict().items()
-        }
+        self.state = {key: value.detach().clone() for key, value in model.state_dict().items()}
 
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float, lookahead: bool = False) -> None:
