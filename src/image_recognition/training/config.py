@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from image_recognition.models.config import config_from_dict
+
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -88,12 +90,7 @@ class TrainingConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> TrainingConfig:
         """Build and validate; unknown keys raise a ValueError naming the allowed ones."""
-        values = dict(values or {})
-        allowed = [field.name for field in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown training key(s) {unknown}; allowed keys are {sorted(allowed)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "training")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, not tuples) that a weights_only checkpoint can hold."""

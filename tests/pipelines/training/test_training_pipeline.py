@@ -6,6 +6,7 @@ import re
 
 import pytest
 import torch
+import yaml
 from kedro.io.core import Version
 
 from image_recognition.datasets import TorchCheckpointDataset
@@ -13,6 +14,8 @@ from image_recognition.errors import ParameterError
 from image_recognition.models import build_model
 from image_recognition.pipeline_registry import register_pipelines
 from image_recognition.pipelines.training.nodes import check_training_params
+from image_recognition.training.recipes import recipe
+from tests.conftest import PROJECT_ROOT
 
 
 def test_registry_has_a_training_pipeline_per_model():
@@ -84,3 +87,31 @@ def test_invalid_training_parameters_fail_before_any_data_work(project):
     assert len(errors) == 1 and "epochs must be a positive integer, got 0" in errors[0], result.stderr[-2000:]
     assert "Running node: fetch_cifar10_node" not in result.stdout + result.stderr
     assert project.data_files() == []
+
+
+@pytest.mark.parametrize(
+    ("conf_file", "model", "recipe_name"),
+    [
+        ("base/parameters_train_cnn.yml", "cnn", "cnn"),
+        ("base/parameters_train_vit.yml", "vit", "vit"),
+        ("base/parameters_train_simple_cnn.yml", "simple_cnn", "simple_cnn"),
+        ("cpu/parameters_train.yml", "cnn", "cnn_cpu"),
+    ],
+)
+def test_configured_recipes_match_the_engine_recipes(conf_file, model, recipe_name):
+    """The YAML recipes are the ones the benchmarks measure (recipes.py); they must not drift apart."""
+    configured = yaml.safe_load((PROJECT_ROOT / "conf" / conf_file).read_text())[model]
+    expected = recipe(recipe_name)
+    assert {k: v for k, v in configured["model"].items() if k != "name"} == expected["model"]
+    training = dict(configured["training"])
+    if conf_file.startswith("cpu/"):
+        assert training.pop("device") == "cpu"
+        expected["training"].pop("device")
+    assert training == expected["training"]
+    check_training_params(configured["model"], configured["training"])
+
+
+def test_every_environment_has_valid_training_parameters():
+    for path in sorted((PROJECT_ROOT / "conf").glob("*/parameters_train*.yml")):
+        for block in yaml.safe_load(path.read_text()).values():
+            check_training_params(block["model"], block["training"])
