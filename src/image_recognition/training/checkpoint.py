@@ -7,12 +7,12 @@ A checkpoint is a plain dict of tensors, dicts, lists and primitives, so
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from image_recognition.atomic import atomic_write
 
 CHECKPOINT_FORMAT = 1
 
@@ -46,18 +46,8 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
     A crash mid-write leaves the previous checkpoint intact, never a torn one,
     and a reader that sees the file sees all of it.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as file:
+        torch.save(obj, file)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
