@@ -125,3 +125,18 @@ def test_not_a_gzipped_tar(tmp_path, payload):
     path.write_bytes(payload)
     with pytest.raises(ArchiveError, match="not a readable CIFAR-10 .tar.gz"):
         load_cifar10_archive(str(path))
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000, 3_000_000])
+def test_deeply_nested_key_is_refused_without_crashing(depth):
+    # A dict whose key is a tuple nested `depth` deep: at 3,000,000 levels,
+    # hashing the key would overflow the C stack (a segfault) if it were unpickled.
+    blob = b"\x80\x02})" + b"\x85" * depth + b"K\x01s."
+    with pytest.raises(ArchiveError, match="data_batch_1: (batch keys must be strings|unsafe or corrupt pickle)"):
+        safe_unpickle(blob, "data_batch_1")
+
+
+def test_oversized_member_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr("image_recognition.data.archive.MAX_MEMBER_BYTES", 1000)
+    with pytest.raises(ArchiveError, match="refusing member 'cifar-10-batches-py/data_batch_1': .* bytes, more than"):
+        load_cifar10_archive(write_archive(tmp_path / "a.tar.gz", good_members()))

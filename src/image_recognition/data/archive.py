@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 import tarfile
 import zlib
 from collections.abc import Iterable
@@ -31,6 +32,12 @@ REQUIRED_MEMBERS = (*TRAIN_BATCHES, TEST_BATCH, META_BATCH)
 IMAGE_SHAPE = (3, 32, 32)
 PIXELS_PER_IMAGE = 3 * 32 * 32
 NUM_CLASSES = 10
+
+# Limits no real batch comes near: one has ~31 MB, ~90,000 opcodes and ~10,000
+# tuples (protocol 2 rebuilds each bytes filename from a tuple of arguments).
+MAX_MEMBER_BYTES = 256 * 2**20
+MAX_PICKLE_OPCODES = 1_000_000
+MAX_PICKLE_TUPLES = 50_000
 
 # Keys of the official pickles; a batch may carry no others.
 BATCH_KEYS = frozenset({"batch_label", "labels", "data", "filenames"})
@@ -88,8 +95,33 @@ class RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def check_opcodes(blob: bytes, member: str) -> None:
+    """Refuse pickles whose shape no CIFAR batch has, before unpickling them.
+
+    The restricted unpickler stops code, but a hostile pickle can still nest
+    millions of tuples, and hashing such a dict key overflows the C stack
+    (a segfault, not an exception). A real batch of 10,000 images has about
+    90,000 opcodes and 10,000 flat tuples, so the caps leave it ample room.
+    """
+    tuples = count = 0
+    try:
+        for opcode, _, _ in pickletools.genops(blob):
+            count += 1
+            tuples += opcode.name.startswith("TUPLE")
+            if tuples > MAX_PICKLE_TUPLES or count > MAX_PICKLE_OPCODES:
+                raise ArchiveError(
+                    f"{member}: unsafe or corrupt pickle (more than {MAX_PICKLE_TUPLES} tuples or "
+                    f"{MAX_PICKLE_OPCODES} opcodes; a CIFAR batch has far fewer)"
+                )
+    except ArchiveError:
+        raise
+    except Exception as exc:  # malformed opcode stream
+        raise ArchiveError(f"{member}: corrupt pickle ({type(exc).__name__}: {exc})") from exc
+
+
 def safe_unpickle(blob: bytes, member: str) -> dict[str, object]:
     """Unpickle one batch with :class:`RestrictedUnpickler`; keys become str."""
+    check_opcodes(blob, member)
     try:
         obj = RestrictedUnpickler(io.BytesIO(blob), encoding="bytes").load()
     except pickle.UnpicklingError as exc:
@@ -98,6 +130,8 @@ def safe_unpickle(blob: bytes, member: str) -> dict[str, object]:
         raise ArchiveError(f"{member}: cannot decode batch ({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, dict):
         raise ArchiveError(f"{member}: expected a dict, got {type(obj).__name__}")
+    if not all(isinstance(key, bytes | str) for key in obj):
+        raise ArchiveError(f"{member}: batch keys must be strings")
     return {_as_text(key): value for key, value in obj.items()}
 
 
@@ -131,10 +165,15 @@ def read_members(archive: str, wanted: Iterable[str]) -> dict[str, bytes]:
                 check_member_path(member)
                 parts = PurePosixPath(member.name).parts
                 if member.isfile() and len(parts) == 2 and parts[0] == BATCH_FOLDER and parts[1] in wanted:
+                    if member.size > MAX_MEMBER_BYTES:
+                        raise ArchiveError(
+                            f"refusing member {member.name!r}: {member.size:,} bytes, more than a CIFAR-10 "
+                            f"batch can hold ({MAX_MEMBER_BYTES:,})"
+                        )
                     blobs[parts[1]] = tar.extractfile(member).read()
     except ArchiveError:
         raise
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, OSError, MemoryError) as exc:
         raise ArchiveError(
             f"{archive} is not a readable CIFAR-10 .tar.gz ({type(exc).__name__}: {exc}); "
             "it may be truncated or another kind of file: delete it and fetch it again"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from image_recognition.data.archive import ArchiveError
 from image_recognition.data.split import channel_statistics, stratified_holdout
 from image_recognition.errors import DataValidationError, ParameterError
 from image_recognition.pipelines.data_processing.nodes import (
@@ -169,3 +171,10 @@ def test_data_report(synthetic_data, tmp_path, synthetic_archive):
     assert report["sizes"] == {"train": 900, "validation": 100, "test": 200}
     assert list(counts.columns) == ["label", "class", "train", "validation", "test"]
     assert counts["validation"].sum() == 100 and counts["class"][0] == "pattern_0"
+
+
+def test_decode_refuses_an_archive_replaced_since_fetch(tmp_path, synthetic_archive):
+    record = fetch_cifar10(params(tmp_path, synthetic_archive))
+    Path(record["path"]).write_bytes(b"replaced by another run")
+    with pytest.raises(ArchiveError, match="changed since it was fetched"):
+        decode_cifar10(record)

@@ -85,6 +85,10 @@ def decode_cifar10(archive: dict[str, Any]) -> CIFAR10Arrays:
     run takes it for a verified archive; its source is left as it is.
     """
     path = Path(archive["path"])
+    actual = md5_of(path) if path.is_file() else None
+    if actual != archive["md5"]:
+        # Another run (another source, same file name) may have replaced it since fetch.
+        raise ArchiveError(f"{path} changed since it was fetched (md5 {actual}, expected {archive['md5']}); run again")
     try:
         data = load_cifar10_archive(str(path))
     except ArchiveError as exc:
