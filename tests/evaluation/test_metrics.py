@@ -88,6 +88,22 @@ def test_flops_of_a_linear_layer_by_hand():
     assert count_flops(model) == 2 * 3 * 32 * 32 * 10  # one multiply-add = 2 FLOPs
 
 
+class AttentionOnly(nn.Module):
+    """Treats an image (1, 3, 32, 32) as q = k = v with 3 heads, 32 tokens of width 32."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # count_flops reads the device from a parameter
+
+    def forward(self, x):
+        return torch.nn.functional.scaled_dot_product_attention(x, x, x)
+
+
+def test_flops_count_attention_by_hand():
+    # q @ k^T and attn @ v: 2 matmuls of (32 x 32) @ (32 x 32) per head, 2 FLOPs per multiply-add
+    assert count_flops(AttentionOnly()) == 3 * 2 * (2 * 32 * 32 * 32)
+
+
 def test_throughput_latency_and_memory_on_cpu():
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
     device = torch.device("cpu")

@@ -24,6 +24,8 @@ def fake_checkpoint(name: str) -> dict:
         "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3},
         "training_config": {"seed": 0},
         "epoch": 2,
+        "history": fake_history().to_dict("records"),
+        "data": {"md5": "0" * 32, "url": "synthetic://cifar10"},
     }
 
 
@@ -58,13 +60,10 @@ def evaluated(evaluation_inputs):
     test, report, params = evaluation_inputs
     results = {}
     for name in TINY_CONFIGS:
-        history = fake_history()
-        metrics, per_class, confusion, reliability, errors = evaluate_model(
-            fake_checkpoint(name), history, test, report, params
-        )
+        metrics, per_class, confusion, reliability, errors = evaluate_model(fake_checkpoint(name), test, report, params)
         results[name] = {
             "metrics": metrics,
-            "history": history,
+            "history": fake_history(),
             "per_class": per_class,
             "confusion": confusion,
             "reliability": reliability,

@@ -12,7 +12,12 @@ from kedro.runner import SequentialRunner
 
 from image_recognition.datasets import OptionalCSVDataset, OptionalJSONDataset
 from image_recognition.pipelines.reporting import create_pipeline
-from image_recognition.pipelines.reporting.nodes import NoEvaluatedModelsError, gather_results
+from image_recognition.pipelines.reporting.nodes import (
+    NoEvaluatedModelsError,
+    StaleTestSplitError,
+    gather_results,
+    plot_error_gallery,
+)
 from image_recognition.pipelines.reporting.pipeline import FIGURES, PART_DATASETS
 from image_recognition.reporting import figures
 from image_recognition.reporting.report import comparison_table, render_html
@@ -32,6 +37,8 @@ def test_evaluation_record_has_quality_cost_and_provenance(evaluated, evaluation
     assert metrics["cost"]["parameters"] > 0 and metrics["cost"]["flops_per_image"] > 0
     assert metrics["cost"]["training_time_s"] == 2.0 and metrics["cost"]["peak_memory_mib"] is None
     assert metrics["provenance"]["data_md5"] == "0" * 32 and metrics["provenance"]["seed"] == 0
+    assert metrics["provenance"]["trained_on"]["md5"] == "0" * 32
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2]  # the checkpoint's own history
     assert set(metrics["provenance"]) >= {"checkpoint_version", "model_config", "git_commit", "evaluation"}
     assert json.loads(json.dumps(metrics)) == metrics  # storable as JSON
     assert len(evaluated["vit"]["errors"]) == 10
@@ -68,9 +75,11 @@ def test_report_with_one_model_is_self_contained(evaluated):
 
 
 def test_gather_results_skips_models_never_evaluated(evaluated):
-    inputs = {f"vit__{part}": value for part, value in evaluated["vit"].items()}
+    inputs = {f"vit__{part}": evaluated["vit"][part] for part in PART_DATASETS}
     inputs.update({f"cnn__{part}": None for part in PART_DATASETS})
-    assert list(gather_results(**inputs)) == ["vit"]
+    gathered = gather_results(**inputs)
+    assert list(gathered) == ["vit"]
+    assert gathered["vit"]["history"]["val_accuracy"].tolist() == [0.2, 0.35]  # from the metrics record
     with pytest.raises(NoEvaluatedModelsError, match="no evaluated model"):
         gather_results(**{f"cnn__{part}": None for part in PART_DATASETS})
 
@@ -92,3 +101,11 @@ def test_reporting_pipeline_with_only_one_trained_model(evaluated, evaluation_in
     assert all(f'id="{name}"' in page for name in FIGURES)
     table = page.split("<h2>Comparison</h2>", 1)[1].split("<h2>", 1)[0]
     assert "<td>vit</td>" in table and "simple_cnn" not in table and "<td>cnn</td>" not in table
+
+
+def test_error_gallery_refuses_another_test_split(evaluated, evaluation_inputs):
+    test, _, _ = evaluation_inputs
+    assert plot_error_gallery(evaluated, test).data  # the split the models were evaluated on
+    other = {"images": test["images"][::-1].copy(), "labels": test["labels"][::-1].copy()}
+    with pytest.raises(StaleTestSplitError, match="evaluated on another test split .*--load-versions=cifar10_test:"):
+        plot_error_gallery(evaluated, other)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 
@@ -46,3 +48,10 @@ def channel_statistics(images: np.ndarray, chunk: int = 4096) -> tuple[list[floa
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
     return mean.tolist(), std.tolist()
+
+
+def split_fingerprint(split: dict[str, np.ndarray]) -> str:
+    """md5 of a split's images and labels: equal for equal data, whatever its catalog version."""
+    digest = hashlib.md5(np.ascontiguousarray(split["images"]).tobytes())
+    digest.update(np.ascontiguousarray(split["labels"], dtype=np.int64).tobytes())
+    return digest.hexdigest()

@@ -7,16 +7,22 @@ import time
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from image_recognition.training.device import synchronize
 
 
 def count_flops(model: nn.Module, image_shape: tuple[int, ...] = (3, 32, 32)) -> int:
-    """FLOPs of one forward pass on one image, by torch's flop counter (a multiply-add is 2)."""
+    """FLOPs of one forward pass on one image, by torch's flop counter (a multiply-add is 2).
+
+    Attention runs on the math backend while counting: the counter has no rule
+    for some fused kernels (the CPU's among them), which would drop attention
+    from the count and make it depend on the device.
+    """
     device = next(model.parameters()).device
     sample = torch.zeros((1, *image_shape), device=device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model.eval()(sample)
     return int(counter.get_total_flops())
 

@@ -9,11 +9,11 @@ import torch
 import yaml
 from kedro.io.core import Version
 
-from image_recognition.datasets import TorchCheckpointDataset
+from image_recognition.datasets import OptionalJSONDataset, TorchCheckpointDataset
 from image_recognition.errors import ParameterError
 from image_recognition.models import build_model
 from image_recognition.pipeline_registry import register_pipelines
-from image_recognition.pipelines.training.nodes import check_training_params
+from image_recognition.pipelines.training.nodes import check_training_params, train_model
 from image_recognition.training.recipes import recipe
 from tests.conftest import PROJECT_ROOT
 
@@ -115,3 +115,25 @@ def test_every_environment_has_valid_training_parameters():
     for path in sorted((PROJECT_ROOT / "conf").glob("*/parameters_train*.yml")):
         for block in yaml.safe_load(path.read_text()).values():
             check_training_params(block["model"], block["training"])
+
+
+def test_resume_refuses_a_checkpoint_trained_on_other_data(tmp_path, synthetic_data):
+    spec = check_training_params({"name": "simple_cnn"}, {"epochs": 1, "batch_size": 64, "device": "cpu"})
+    split = {"images": synthetic_data.train_images[:200], "labels": synthetic_data.train_labels[:200]}
+    report = {"source": {"md5": "0" * 32, "url": "synthetic://cifar10"}}
+    path = str(tmp_path / "in_progress.pt")
+    stats = {"mean": [0.5] * 3, "std": [0.25] * 3}
+    checkpoint, _ = train_model(spec, split, split, stats, report, path)
+    assert checkpoint["data"]["md5"] == "0" * 32
+    resumed = dict(spec, training={**spec["training"], "resume": True})
+    train_model(resumed, split, split, stats, report, path)  # same data: resumes
+    other = {"mean": [0.4] * 3, "std": [0.25] * 3}
+    with pytest.raises(ParameterError, match="cannot resume from .*in_progress.pt: it was trained on other data"):
+        train_model(resumed, split, split, other, report, path)
+
+
+def test_pinned_version_that_does_not_exist_fails_loudly(tmp_path):
+    missing = OptionalJSONDataset(filepath=str(tmp_path / "m.json"), version=Version("2099-typo", None))
+    with pytest.raises(Exception, match="m.json"):
+        missing.load()
+    assert OptionalJSONDataset(filepath=str(tmp_path / "m.json"), version=Version(None, None)).load() is None

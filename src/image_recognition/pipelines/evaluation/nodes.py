@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import subprocess
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from image_recognition.data.split import split_fingerprint
 from image_recognition.errors import ParameterError
 from image_recognition.evaluation.cost import (
     count_flops,
@@ -71,17 +73,27 @@ def git_commit() -> str | None:
 
 def evaluate_model(
     checkpoint: dict[str, Any],
-    history: pd.DataFrame,
     test_split: dict[str, Any],
     data_report: dict[str, Any],
     params: dict[str, Any],
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Score a checkpoint on the test split and measure what the model costs.
 
-    Returns the full metrics record (with provenance), the per-class table,
-    the confusion matrix, the reliability table and the most confident errors.
+    Returns the full metrics record (with provenance and the checkpoint's own
+    training history, so the report's learning curves belong to this very
+    checkpoint), the per-class table, the confusion matrix, the reliability
+    table and the most confident errors.
     """
     settings = evaluation_settings(params)
+    history = checkpoint.get("history") or []
+    trained_on = checkpoint.get("data") or {}
+    if trained_on.get("md5") and trained_on["md5"] != data_report["source"]["md5"]:
+        logger.warning(
+            "%s was trained on archive md5 %s but is evaluated on the test split of %s",
+            checkpoint["model_name"],
+            trained_on["md5"],
+            data_report["source"]["md5"],
+        )
     device = resolve_device(settings["device"])
     class_names = list(data_report["class_names"])
     labels = np.asarray(test_split["labels"], dtype=np.int64)
@@ -111,7 +123,7 @@ def evaluate_model(
     cost = {
         "parameters": count_parameters(model),
         "flops_per_image": count_flops(model),
-        "training_time_s": float(history["train_time_s"].iloc[-1]) if "train_time_s" in history else None,
+        "training_time_s": float(history[-1]["train_time_s"]) if history else None,
         "throughput_images_per_s": measure_throughput(model, settings["throughput_batch_size"], device),
         "latency_ms": measure_latency_ms(model, device, settings["latency_repeats"]),
         "peak_memory_mib": peak_memory_mib(device),
@@ -131,11 +143,14 @@ def evaluate_model(
         "model": checkpoint["model_name"],
         "quality": quality,
         "cost": cost,
+        "history": [{key: _plain(value) for key, value in row.items()} for row in history],
         "provenance": {
             "checkpoint_version": checkpoint.get("_catalog_version"),
             "test_split_version": test_split.get("_catalog_version"),
+            "test_split_md5": split_fingerprint(test_split),
             "data_md5": data_report["source"]["md5"],
             "data_url": data_report["source"]["url"],
+            "trained_on": trained_on,
             "model_config": checkpoint["model_config"],
             "training_config": checkpoint.get("training_config"),
             "seed": (checkpoint.get("training_config") or {}).get("seed"),
@@ -157,6 +172,13 @@ def evaluate_model(
     confusion_table = pd.DataFrame(confusion, columns=class_names)
     confusion_table.insert(0, "true_class", class_names)
     return record, per_class, confusion_table, reliability, errors
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-storable number: NaN (no validation split) becomes None."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 evaluate_model.records_input_versions = True  # InputVersionsHook adds _catalog_version

@@ -10,7 +10,7 @@ def create_evaluation_pipeline() -> Pipeline:
         [
             Node(
                 evaluate_model,
-                ["checkpoint", "training_history", "cifar10_test", "data_report", "params:evaluation"],
+                ["checkpoint", "cifar10_test", "data_report", "params:evaluation"],
                 ["metrics", "per_class_metrics", "confusion_matrix", "reliability", "errors"],
                 name="evaluate_model_node",
             )

@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from image_recognition.data.split import split_fingerprint
+from image_recognition.errors import InputError
 from image_recognition.reporting import figures
 from image_recognition.reporting.report import comparison_table, render_html
 
 logger = logging.getLogger(__name__)
 
-RESULT_PARTS = ("metrics", "history", "per_class", "confusion", "reliability", "errors")
+RESULT_PARTS = ("metrics", "per_class", "confusion", "reliability", "errors")
 
 
 class NoEvaluatedModelsError(RuntimeError):
@@ -32,6 +33,8 @@ def gather_results(**inputs: Any) -> dict[str, dict[str, Any]]:
         model, part = key.split("__", 1)
         results.setdefault(model, {})[part] = value
     complete = {m: parts for m, parts in results.items() if all(parts.get(p) is not None for p in RESULT_PARTS)}
+    for parts in complete.values():
+        parts["history"] = pd.DataFrame(parts["metrics"]["history"])
     missing = sorted(set(results) - set(complete))
     if missing:
         logger.warning("Not in the report (no evaluation found): %s", ", ".join(missing))
@@ -63,8 +66,28 @@ def plot_accuracy_vs_cost(results: dict[str, Any]) -> go.Figure:
     return figures.accuracy_vs_cost(results)
 
 
-def plot_error_gallery(results: dict[str, Any], test_split: dict[str, np.ndarray]) -> go.Figure:
+def plot_error_gallery(results: dict[str, Any], test_split: dict[str, Any]) -> go.Figure:
+    """The most confident mistakes, as images: their indices must point into the evaluated test split.
+
+    Every run of the data stages saves a new version of an identical test
+    split, so the check compares contents (md5), not versions.
+    """
+    loaded = split_fingerprint(test_split)
+    for model, result in results.items():
+        provenance = result["metrics"]["provenance"]
+        evaluated = provenance.get("test_split_md5")
+        if evaluated and evaluated != loaded:
+            raise StaleTestSplitError(
+                f"{model} was evaluated on another test split (cifar10_test version "
+                f"{provenance.get('test_split_version')}, md5 {evaluated}; the loaded one has md5 {loaded}). "
+                f"Rebuild the report with --load-versions=cifar10_test:{provenance.get('test_split_version')} "
+                f"or evaluate {model} again"
+            )
     return figures.error_gallery(results, test_split["images"])
+
+
+class StaleTestSplitError(InputError):
+    """The gallery's error indices belong to another version of the test split."""
 
 
 def build_comparison_table(results: dict[str, Any]) -> pd.DataFrame:

@@ -7,10 +7,10 @@ from kedro.pipeline import Node, Pipeline
 
 from image_recognition.pipelines.reporting import nodes
 
-# Per-model catalog entries the report reads (written by training and evaluation).
+# Per-model catalog entries the report reads, all saved by one evaluation node
+# (the metrics record carries the checkpoint's training history).
 PART_DATASETS = {
     "metrics": "metrics",
-    "history": "training_history",
     "per_class": "per_class_metrics",
     "confusion": "confusion_matrix",
     "reliability": "reliability",

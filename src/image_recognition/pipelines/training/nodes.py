@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 
 from image_recognition.errors import InputError, ParameterError
 from image_recognition.models import validate_model_config
+from image_recognition.training.checkpoint import load_checkpoint
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.engine import NonFiniteLossError, train
 
@@ -46,15 +48,19 @@ def train_model(
     train_split: dict[str, np.ndarray],
     validation_split: dict[str, np.ndarray],
     normalization: dict[str, Any],
+    data_report: dict[str, Any],
     checkpoint_path: str | None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train one model on the training split, validating on the held-out split.
 
     ``checkpoint_path`` is where the engine writes a checkpoint every
     ``checkpoint_every`` epochs; with ``resume: true`` an interrupted run
-    continues from it. The final checkpoint and the per-epoch history are
-    returned for the catalog to version.
+    continues from it, if it was trained on the same data. The final
+    checkpoint records which data it was trained on; it and the per-epoch
+    history are returned for the catalog to version.
     """
+    if spec["training"]["resume"] and checkpoint_path and Path(checkpoint_path).is_file():
+        _check_resumable(load_checkpoint(checkpoint_path), normalization, checkpoint_path)
     try:
         result = train(
             spec["model_name"],
@@ -70,6 +76,15 @@ def train_model(
         )
     except NonFiniteLossError as exc:
         raise TrainingDivergedError(f"{exc}. Lower the learning rate or set grad_clip") from exc
+    checkpoint = {
+        **result.checkpoint,
+        "data": {
+            "md5": data_report["source"]["md5"],
+            "url": data_report["source"]["url"],
+            "train_split_version": train_split.get("_catalog_version"),
+            "validation_split_version": validation_split.get("_catalog_version"),
+        },
+    }
     history = pd.DataFrame(result.history)
     logger.info(
         "Trained %s for %d epochs in %.1f s: validation accuracy %.4f (final, tta=%s)",
@@ -79,4 +94,27 @@ def train_model(
         result.final_metrics.get("val_accuracy", history["val_accuracy"].iloc[-1]),
         spec["training"]["tta"],
     )
-    return result.checkpoint, history
+    return checkpoint, history
+
+
+train_model.records_input_versions = True  # InputVersionsHook adds _catalog_version
+
+
+def _check_resumable(checkpoint: dict[str, Any], normalization: dict[str, Any], path: str) -> None:
+    """Refuse to resume a checkpoint trained on other data (another split or archive).
+
+    The normalisation statistics are a fingerprint of the training split: a
+    re-split or another archive changes them, and resuming would then train on
+    images that are now in the validation split.
+    """
+    trained_on = checkpoint.get("normalization") or {}
+    same = all(
+        len(trained_on.get(key) or []) == len(normalization[key])
+        and np.allclose(trained_on[key], normalization[key], rtol=0, atol=1e-9)
+        for key in ("mean", "std")
+    )
+    if not same:
+        raise ParameterError(
+            f"cannot resume from {path}: it was trained on other data (normalisation statistics "
+            f"{trained_on.get('mean')} vs {normalization['mean']} now). Delete it, or set training.resume: false"
+        )

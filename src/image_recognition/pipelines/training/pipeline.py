@@ -5,7 +5,7 @@ from kedro.pipeline import Node, Pipeline
 from image_recognition.pipelines.training.nodes import check_training_params, train_model
 
 # Shared inputs from data_processing: not namespaced.
-DATA_INPUTS = {"cifar10_train", "cifar10_validation", "normalization_stats"}
+DATA_INPUTS = {"cifar10_train", "cifar10_validation", "normalization_stats", "data_report"}
 
 
 def create_training_pipeline() -> Pipeline:
@@ -24,6 +24,7 @@ def create_training_pipeline() -> Pipeline:
                     "cifar10_train",
                     "cifar10_validation",
                     "normalization_stats",
+                    "data_report",
                     "params:checkpoint_path",
                 ],
                 ["checkpoint", "training_history"],
