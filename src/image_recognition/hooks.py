@@ -19,36 +19,25 @@ class DiscardFailedRunHook:
 
     Kedro saves each node's outputs as soon as the node finishes. Were a run to
     fail after its split node, ``latest`` would then mix new splits with old
-    statistics. On a pipeline error this hook deletes every versioned output
-    the run saved under its own save version; earlier versions stay untouched.
+    statistics. On a pipeline error this hook deletes, for every versioned
+    output of the pipeline, the folder of this run's save version, including
+    any file a failing save left half-written; earlier versions stay untouched.
+
+    A run killed outright (SIGKILL, out of memory) or stopped with Ctrl-C gets
+    no error hook from Kedro: its finished outputs stay, each complete.
     """
-
-    def __init__(self) -> None:
-        self._catalog: Any = None
-        self._saved: list[str] = []
-
-    @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
-        self._catalog, self._saved = catalog, []
-
-    @hook_impl
-    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
-        self._saved.append(dataset_name)
 
     @hook_impl
     def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
-        for name in self._saved:
+        for name in sorted(pipeline.all_outputs()):
             dataset = catalog.get(name) if name in catalog else None
-            if not isinstance(dataset, AbstractVersionedDataset) or not dataset._version:
-                continue
-            version = dataset._version.save
-            if not version:
+            version = getattr(getattr(dataset, "_version", None), "save", None)
+            if not isinstance(dataset, AbstractVersionedDataset) or not version:
                 continue
             folder = Path(str(dataset._get_versioned_path(version))).parent
             if folder.is_dir():
                 shutil.rmtree(folder)
                 logger.warning("Run failed: removed %s, which it had saved", folder)
-        self._saved = []
 
 
 class ValidateParametersHook:

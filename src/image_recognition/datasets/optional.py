@@ -19,11 +19,17 @@ class OptionalJSONDataset(JSONDataset):
     """``json.JSONDataset`` whose ``load`` returns ``None`` when no file (version) exists."""
 
     def load(self) -> Any:
-        return super().load() if self.exists() else None
+        return super().load() if _pinned(self) or self.exists() else None
 
 
 class OptionalCSVDataset(CSVDataset):
     """``pandas.CSVDataset`` whose ``load`` returns ``None`` when no file (version) exists."""
 
     def load(self) -> pd.DataFrame | None:
-        return super().load() if self.exists() else None
+        return super().load() if _pinned(self) or self.exists() else None
+
+
+def _pinned(dataset: JSONDataset | CSVDataset) -> bool:
+    """Whether a load version was pinned (then a missing file is an error, not None)."""
+    version = getattr(dataset, "_version", None)
+    return bool(version and version.load)
