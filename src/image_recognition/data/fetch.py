@@ -110,8 +110,7 @@ def fetch_verified(
         source = local_path(url)
         if not source.is_file():
             raise FetchError(f"source file {source} does not exist")
-        with open(source, "rb") as handle:
-            _fetch_once(lambda: (handle, source.stat().st_size), md5, target, label)
+        _fetch_once(lambda: (open(source, "rb"), source.stat().st_size), md5, target, label)  # _fetch_once closes it
         return
     for attempt in range(1, retries + 1):
         try:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+from kedro.io.core import DatasetError
 
+from image_recognition.datasets.local import LocalFileDataset
 from image_recognition.training.checkpoint import load_checkpoint, save_checkpoint
 
 
-class TorchCheckpointDataset(AbstractVersionedDataset[dict[str, Any], dict[str, Any]]):
+class TorchCheckpointDataset(LocalFileDataset[dict[str, Any], dict[str, Any]]):
     """A checkpoint dict (model state, config, optimizer, history, ...) as a ``.pt`` file.
 
     Loading uses ``torch.load(weights_only=True)``, so a tampered file cannot run
@@ -25,10 +25,6 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict[str, Any], dict[str, 
           versioned: true
     """
 
-    def __init__(self, filepath: str, version: Version | None = None, metadata: dict[str, Any] | None = None) -> None:
-        super().__init__(filepath=PurePosixPath(filepath), version=version)
-        self.metadata = metadata
-
     def load(self) -> dict[str, Any]:
         return load_checkpoint(str(self._get_load_path()))
 
@@ -36,9 +32,3 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict[str, Any], dict[str, 
         if not isinstance(data, dict):
             raise DatasetError(f"{type(self).__name__} saves a checkpoint dict, got {type(data).__name__}")
         save_checkpoint(data, str(self._get_save_path()))
-
-    def _exists(self) -> bool:
-        return Path(str(self._get_load_path())).is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}

@@ -6,16 +6,16 @@ loading never unpickles (``allow_pickle=False``), and a save is atomic.
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
 import numpy as np
-from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+from kedro.io.core import DatasetError
 
 from image_recognition.atomic import atomic_write
+from image_recognition.datasets.local import LocalFileDataset
 
 
-class NpzDataset(AbstractVersionedDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
+class NpzDataset(LocalFileDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
     """Save and load ``{name: ndarray}`` as a local ``.npz`` file, optionally versioned.
 
     Example catalog entry::
@@ -25,15 +25,6 @@ class NpzDataset(AbstractVersionedDataset[dict[str, np.ndarray], dict[str, np.nd
           filepath: data/05_model_input/cifar10_train.npz
           versioned: true
     """
-
-    def __init__(
-        self,
-        filepath: str,
-        version: Version | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(filepath=PurePosixPath(filepath), version=version)
-        self.metadata = metadata
 
     def load(self) -> dict[str, np.ndarray]:
         path = Path(str(self._get_load_path()))
@@ -48,9 +39,3 @@ class NpzDataset(AbstractVersionedDataset[dict[str, np.ndarray], dict[str, np.nd
             raise DatasetError(f"object arrays cannot be stored without pickle: {object_arrays}")
         with atomic_write(str(self._get_save_path())) as handle:
             np.savez(handle, **data)
-
-    def _exists(self) -> bool:
-        return Path(str(self._get_load_path())).is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}

@@ -46,26 +46,6 @@ def gather_results(**inputs: Any) -> dict[str, dict[str, Any]]:
     return complete
 
 
-def plot_learning_curves(results: dict[str, Any]) -> go.Figure:
-    return figures.learning_curves(results)
-
-
-def plot_confusion_matrices(results: dict[str, Any]) -> go.Figure:
-    return figures.confusion_matrices(results)
-
-
-def plot_per_class_f1(results: dict[str, Any]) -> go.Figure:
-    return figures.per_class_f1(results)
-
-
-def plot_reliability(results: dict[str, Any]) -> go.Figure:
-    return figures.reliability_diagram(results)
-
-
-def plot_accuracy_vs_cost(results: dict[str, Any]) -> go.Figure:
-    return figures.accuracy_vs_cost(results)
-
-
 def plot_error_gallery(results: dict[str, Any], test_split: dict[str, Any]) -> go.Figure:
     """The most confident mistakes, as images: their indices must point into the evaluated test split.
 

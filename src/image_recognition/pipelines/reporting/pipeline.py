@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from kedro.pipeline import Node, Pipeline
 
 from image_recognition.pipelines.reporting import nodes
+from image_recognition.reporting import figures
 
 # Per-model catalog entries the report reads, all saved by one evaluation node
 # (the metrics record carries the checkpoint's training history).
@@ -17,12 +18,13 @@ PART_DATASETS = {
     "errors": "errors",
 }
 
+# Figure name -> (node function, inputs besides model_results).
 FIGURES = {
-    "learning_curves": (nodes.plot_learning_curves, []),
-    "confusion_matrices": (nodes.plot_confusion_matrices, []),
-    "per_class_f1": (nodes.plot_per_class_f1, []),
-    "reliability_diagram": (nodes.plot_reliability, []),
-    "accuracy_vs_cost": (nodes.plot_accuracy_vs_cost, []),
+    "learning_curves": (figures.learning_curves, []),
+    "confusion_matrices": (figures.confusion_matrices, []),
+    "per_class_f1": (figures.per_class_f1, []),
+    "reliability_diagram": (figures.reliability_diagram, []),
+    "accuracy_vs_cost": (figures.accuracy_vs_cost, []),
     "error_gallery": (nodes.plot_error_gallery, ["cifar10_test"]),
 }
 
