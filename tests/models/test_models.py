@@ -14,6 +14,7 @@ from image_recognition.models import (
     validate_model_config,
     whitening_filters,
 )
+from image_recognition.models.vit import Attention, DropPath
 
 logger = logging.getLogger(__name__)
 
@@ -113,3 +114,52 @@ def test_validate_returns_the_full_config_as_plain_data() -> None:
     config = validate_model_config("cnn", {"widths": (8, 16, 32)})
     assert config["widths"] == [8, 16, 32]
     assert config["whiten_kernel_size"] == 2  # a default filled in
+
+
+def test_sdpa_attention_equals_explicit_softmax_attention() -> None:
+    torch.manual_seed(0)
+    attention = Attention(dim=32, num_heads=4, qkv_bias=True, attn_drop=0.0, proj_drop=0.0).eval()
+    x = torch.randn(2, 10, 32)
+    q, k, v = attention.qkv(x).reshape(2, 10, 3, 4, 8).permute(2, 0, 3, 1, 4)  # each (B, heads, T, head_dim)
+    weights = (q @ k.transpose(-2, -1) / 8**0.5).softmax(dim=-1)  # (B, heads, T, T)
+    explicit = attention.proj((weights @ v).transpose(1, 2).reshape(2, 10, 32))
+    torch.testing.assert_close(attention(x), explicit, atol=1e-5, rtol=1e-5)
+
+
+def test_drop_path_is_the_identity_in_eval_and_drops_whole_samples_in_training() -> None:
+    drop = DropPath(0.5)
+    x = torch.randn(64, 5, 8)
+    assert torch.equal(drop.eval()(x), x)
+    out = drop.train()(x)
+    kept = (out != 0).flatten(1).all(dim=1)
+    dropped = (out == 0).flatten(1).all(dim=1)
+    assert bool((kept | dropped).all())  # a sample's branch is kept or dropped whole
+    torch.testing.assert_close(out[kept], x[kept] * 2)  # rescaled by 1 / keep
+    assert 10 < int(dropped.sum()) < 54
+
+
+@pytest.mark.parametrize(("patch_size", "tokens"), [(4, 64), (8, 16)])
+def test_conv_stem_makes_one_token_per_patch(patch_size: int, tokens: int) -> None:
+    config = {"stem": "conv", "stem_channels": [8, 16, 16, 32], "patch_size": patch_size, "embed_dim": 32}
+    model = build_model("vit", {**config, "depth": 1, "num_heads": 2}).eval()
+    features = model.forward_features(torch.randn(2, 3, 32, 32))
+    assert features.shape == (2, tokens, 32)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.patch_embed.modules())
+
+
+def test_conv_stem_needs_enough_stages_for_its_stride() -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        build_model("vit", {"stem": "conv", "stem_channels": [8, 16], "patch_size": 8})
+    with pytest.raises(ValueError, match="stem must be one of"):
+        build_model("vit", {"stem": "resnet"})
+
+
+def test_attention_pooling_is_a_softmax_weighted_mean_of_the_tokens() -> None:
+    torch.manual_seed(0)
+    model = build_model("vit", {"embed_dim": 32, "depth": 1, "num_heads": 2, "global_pool": "attn"}).eval()
+    tokens = model.forward_features(torch.randn(2, 3, 32, 32))  # (B, T, D), no class token
+    weights = model.attn_pool.score(tokens).softmax(dim=1)
+    pooled = (weights * tokens).sum(dim=1)
+    torch.testing.assert_close(model.forward_head(tokens), model.head(pooled))
+    # Equal scores would give the plain mean: pooling really weights the tokens.
+    assert not torch.allclose(pooled, tokens.mean(dim=1))

@@ -109,7 +109,10 @@ class FastCNN(nn.Module):
         whiten_channels = 2 * 3 * k * k
         self.whiten = nn.Conv2d(3, whiten_channels, kernel_size=k, padding=0, bias=True)
         # Frozen: its filters come from the data (init_whitening), not from SGD.
+        # Its bias starts at zero and trains for the first few epochs only
+        # (freeze_whitening_bias), as in airbench.
         self.whiten.weight.requires_grad_(False)
+        nn.init.zeros_(self.whiten.bias)
         self.act = nn.GELU()
         widths = (whiten_channels, *config.widths)
         self.groups = nn.Sequential(*(ConvGroup(widths[i], widths[i + 1], config) for i in range(3)))
@@ -125,6 +128,10 @@ class FastCNN(nn.Module):
         """
         weight = whitening_filters(images, self.config.whiten_kernel_size, self.config.whiten_eps)
         self.whiten.weight.copy_(weight.to(self.whiten.weight))
+
+    def freeze_whitening_bias(self, frozen: bool) -> None:
+        """Stop (or resume) training the stem's bias; a frozen one gets no update, not even decay."""
+        self.whiten.bias.requires_grad_(not frozen)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 32, 32) -> pooled features (B, widths[-1])."""

@@ -1,8 +1,13 @@
 """A Vision Transformer for small images (Dosovitskiy et al., 2021), timm-style.
 
 Pre-norm blocks, attention through ``F.scaled_dot_product_attention`` (flash
-or memory-efficient kernels on GPU), learned position embeddings, a class
-token or global average pooling, stochastic depth.
+or memory-efficient kernels on GPU), learned position embeddings, stochastic
+depth. Tokens come from a plain patch embedding or from a small convolutional
+stem (Xiao et al., 2021, "Early convolutions help transformers see better"),
+which gives small-data ViTs the locality prior they otherwise spend many
+epochs learning. The tokens are pooled by a class token, by their mean, or by
+attention (sequence) pooling as in the Compact Convolutional Transformer
+(Hassani et al., 2021).
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from torch import nn
 
 from image_recognition.models.config import require_positive
 
-GLOBAL_POOLS = ("token", "avg")
+GLOBAL_POOLS = ("token", "avg", "attn")
+STEMS = ("patch", "conv")
 
 
 @dataclass
@@ -25,7 +31,13 @@ class ViTConfig:
     image_size: int = 32
     # 4x4 patches give 64 tokens on 32x32: fine enough to see CIFAR's small
     # objects, few enough that attention (quadratic in tokens) stays cheap.
+    # With the conv stem, the stem's total stride (a power of two).
     patch_size: int = 4
+    # "patch": one linear map per non-overlapping patch (the original ViT).
+    # "conv": stem_channels 3x3 conv-BN-GELU stages, the last log2(patch_size)
+    # of them with stride 2, then a 1x1 conv to embed_dim.
+    stem: str = "patch"
+    stem_channels: tuple[int, ...] | list[int] = (64, 128, 256)
     in_channels: int = 3
     num_classes: int = 10
     embed_dim: int = 256  # token width
@@ -39,10 +51,12 @@ class ViTConfig:
     # linearly to this in the last block; the main regulariser of small-data ViTs.
     drop_path_rate: float = 0.1
     # "avg" (mean of the patch tokens) trains faster on small data than "token"
-    # (a learned class token), and needs no extra position.
+    # (a learned class token), and needs no extra position; "attn" weights the
+    # tokens by a learned score (sequence pooling), at the cost of one linear map.
     global_pool: str = "avg"
 
     def __post_init__(self) -> None:
+        self.stem_channels = tuple(int(c) for c in self.stem_channels)
         require_positive(
             "vit",
             image_size=self.image_size,
@@ -66,6 +80,16 @@ class ViTConfig:
                 raise ValueError(f"vit: {name} must be in [0, 1), got {getattr(self, name)}")
         if self.global_pool not in GLOBAL_POOLS:
             raise ValueError(f"vit: global_pool must be one of {list(GLOBAL_POOLS)}, got {self.global_pool!r}")
+        if self.stem not in STEMS:
+            raise ValueError(f"vit: stem must be one of {list(STEMS)}, got {self.stem!r}")
+        if self.stem == "conv":
+            strides = self.patch_size.bit_length() - 1
+            if self.patch_size != 2**strides or strides > len(self.stem_channels):
+                raise ValueError(
+                    f"vit: a conv stem needs patch_size a power of two with at most len(stem_channels) "
+                    f"= {len(self.stem_channels)} halvings, got patch_size {self.patch_size}"
+                )
+            require_positive("vit", stem_channels=min(self.stem_channels, default=0))
 
 
 class PatchEmbed(nn.Module):
@@ -82,6 +106,41 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)  # (B, D, H/p, W/p)
         return x.flatten(2).transpose(1, 2)  # (B, N, D)
+
+
+class ConvStem(nn.Module):
+    """3x3 conv-BN-GELU stages; the last ``log2(stride)`` halve H and W, then a 1x1 conv to tokens."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], stride: int, embed_dim: int) -> None:
+        super().__init__()
+        halvings = stride.bit_length() - 1
+        layers: list[nn.Module] = []
+        for index, width in enumerate(channels):
+            step = 2 if index >= len(channels) - halvings else 1
+            layers += [
+                nn.Conv2d(in_channels, width, kernel_size=3, stride=step, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.GELU(),
+            ]
+            in_channels = width
+        self.stages = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(self.stages(x))  # (B, D, H/stride, W/stride)
+        return x.flatten(2).transpose(1, 2)  # (B, N, D)
+
+
+class AttentionPool(nn.Module):
+    """Sequence pooling: a softmax over one learned score per token weights their mean."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.score(x).softmax(dim=1)  # (B, T, 1)
+        return (weights * x).sum(dim=1)  # (B, D)
 
 
 class Attention(nn.Module):
@@ -160,15 +219,19 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.config = config = config or ViTConfig()
         dim = config.embed_dim
-        self.patch_embed = PatchEmbed(config.image_size, config.patch_size, config.in_channels, dim)
+        if config.stem == "conv":
+            self.patch_embed = ConvStem(config.in_channels, config.stem_channels, config.patch_size, dim)
+        else:
+            self.patch_embed = PatchEmbed(config.image_size, config.patch_size, config.in_channels, dim)
         self.num_prefix_tokens = 1 if config.global_pool == "token" else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if self.num_prefix_tokens else None
-        num_tokens = self.patch_embed.num_patches + self.num_prefix_tokens
+        num_tokens = (config.image_size // config.patch_size) ** 2 + self.num_prefix_tokens
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
         self.pos_drop = nn.Dropout(config.drop_rate)
         rates = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
         self.blocks = nn.Sequential(*(Block(config, rate) for rate in rates))
         self.norm = nn.LayerNorm(dim)
+        self.attn_pool = AttentionPool(dim) if config.global_pool == "attn" else None
         self.head = nn.Linear(dim, config.num_classes)
         self._init_weights()
 
@@ -197,10 +260,12 @@ class VisionTransformer(nn.Module):
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """Pool the tokens (B, T, D) -> (B, D) and classify -> logits (B, classes)."""
-        if self.config.global_pool == "token":
+        if self.cls_token is not None:
             x = x[:, 0]
+        elif self.attn_pool is not None:
+            x = self.attn_pool(x)
         else:
-            x = x[:, self.num_prefix_tokens :].mean(dim=1)
+            x = x.mean(dim=1)
         return self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
