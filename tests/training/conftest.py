@@ -14,7 +14,7 @@ TINY_MODELS = {
     "vit": {"embed_dim": 32, "depth": 2, "num_heads": 2, "drop_path_rate": 0.1},
     "simple_cnn": {},
 }
-TIMING_FREE = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+TIMING_FREE = ("epoch", "train_loss", "train_objective", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
 
 @pytest.fixture(scope="session")

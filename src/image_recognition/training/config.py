@@ -14,6 +14,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTOCAST_MODES = ("auto", "bf16", "off")
 AUTO_FLAGS = ("auto", True, False)
 TTA_MODES = ("none", "flip", "flip_translate")
+# "random": a fresh coin per image and epoch. "alternating" (airbench): one
+# seeded coin per image for epoch 0, the opposite side every other epoch, so
+# every image is seen both ways in any two consecutive epochs.
+FLIP_MODES = ("none", "random", "alternating")
 
 
 @dataclass
@@ -38,8 +42,9 @@ class TrainingConfig:
     # Also decay 1-D parameters (biases, norm shifts)? The speed records do;
     # transformer recipes do not.
     decay_biases: bool = False
-    # Learning-rate multiplier for 1-D parameters. Their weight decay is divided
-    # by the same factor, so only their step size grows (airbench uses 64).
+    # Learning-rate multiplier for BatchNorm parameters (airbench uses 64 with
+    # frozen BatchNorm scales). Their weight decay is divided by the same
+    # factor, so only their step size grows.
     bias_lr_scale: float = 1.0
     # Use fused (or foreach) optimizer kernels: "auto" = fused on CUDA only.
     fused_optimizer: str | bool = "auto"
@@ -65,10 +70,24 @@ class TrainingConfig:
     # Lookahead: after each EMA update, copy the EMA back into the live weights.
     lookahead: bool = False
 
+    # --- whitening stem (models with one: cnn) ---
+    # Epochs the whitening layer's bias trains (at the base lr) before it is
+    # frozen; its filters are computed from the data and never trained.
+    whiten_bias_epochs: int = 3
+
     # --- augmentation, batched on the device ---
-    flip: bool = True  # random horizontal flip
+    flip: str | bool = "random"  # horizontal flip: "none", "random" or "alternating" (True = "random")
     translate: int = 2  # random shift of up to this many pixels (reflect padding)
     cutout: int = 0  # side of a random square set to zero (the mean); 0 disables
+    # TrivialAugment-wide: one random colour or geometric op per image, at this
+    # share of the full magnitude ranges; 0 disables.
+    trivial_augment: float = 0.0
+    # MixUp / CutMix: Beta(alpha, alpha) mixing of each batch with its reverse,
+    # trained on the soft targets; 0 disables each. With both on, CutMix is
+    # used for a share mix_switch_prob of the batches.
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_switch_prob: float = 0.5
 
     # --- evaluation ---
     tta: str | bool = "none"  # test-time augmentation of the final validation: "none", "flip", "flip_translate"
@@ -98,11 +117,20 @@ class TrainingConfig:
             key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
         }
 
+    @property
+    def mixes(self) -> bool:
+        """Whether batches are mixed (MixUp or CutMix), so targets are soft."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
     def __post_init__(self) -> None:
         if self.tta is True:
             self.tta = "flip_translate"
         elif self.tta is False:
             self.tta = "none"
+        if self.flip is True:
+            self.flip = "random"
+        elif self.flip is False:
+            self.flip = "none"
         self.betas = tuple(float(b) for b in self.betas)
         self._validate()
 
@@ -114,6 +142,7 @@ class TrainingConfig:
             cutout=self.cutout,
             checkpoint_every=self.checkpoint_every,
             log_every=self.log_every,
+            whiten_bias_epochs=self.whiten_bias_epochs,
         )
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -122,13 +151,17 @@ class TrainingConfig:
         _choice("channels_last", self.channels_last, AUTO_FLAGS)
         _choice("fused_optimizer", self.fused_optimizer, AUTO_FLAGS)
         _choice("tta", self.tta, TTA_MODES)
+        _choice("flip", self.flip, FLIP_MODES)
         if not self.lr > 0:
             raise ValueError(f"training: lr must be > 0, got {self.lr}")
         if not self.bias_lr_scale > 0:
             raise ValueError(f"training: bias_lr_scale must be > 0, got {self.bias_lr_scale}")
-        for name in ("weight_decay", "grad_clip", "lr_start_factor", "lr_end_factor"):
+        for name in ("weight_decay", "grad_clip", "lr_start_factor", "lr_end_factor", "mixup_alpha", "cutmix_alpha"):
             if getattr(self, name) < 0:
                 raise ValueError(f"training: {name} must be >= 0, got {getattr(self, name)}")
+        for name in ("trivial_augment", "mix_switch_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"training: {name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("momentum", "warmup_fraction", "label_smoothing", "ema_decay"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"training: {name} must be in [0, 1), got {getattr(self, name)}")

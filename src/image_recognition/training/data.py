@@ -50,6 +50,10 @@ class Normalizer:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.shift, images.float(), self.scale)
 
+    def from_unit(self, images: torch.Tensor) -> torch.Tensor:
+        """The same normalisation for float images already on the 0..1 scale."""
+        return torch.addcmul(self.shift, images, self.scale * _UINT8_MAX)
+
 
 def random_translate(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Shift each image by up to ``max_shift`` pixels in x and y (reflect padding).
@@ -69,10 +73,22 @@ def random_translate(images: torch.Tensor, max_shift: int, generator: torch.Gene
     return padded[batch, channel, rows, cols]  # (N, C, H, W)
 
 
-def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of the images left-right."""
-    flip = torch.rand(len(images), generator=generator, device=generator.device) < 0.5  # noqa: PLR2004
-    return torch.where(flip.to(images.device).view(-1, 1, 1, 1), images.flip(3), images)
+def random_flips(count: int, generator: torch.Generator) -> torch.Tensor:
+    """A fresh coin per image: True where the image is to be mirrored."""
+    return torch.rand(count, generator=generator, device=generator.device) < 0.5  # noqa: PLR2004
+
+
+def alternating_flips(base: torch.Tensor, epoch: int) -> torch.Tensor:
+    """airbench's alternating flip: ``base`` (one seeded coin per image) in even
+    epochs, its opposite in odd ones, so each image is seen both ways in any
+    two consecutive epochs (more diverse than fresh coins, which repeat a side
+    half the time)."""
+    return base ^ bool(epoch % 2)
+
+
+def flip_where(images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images whose entry in the boolean ``flips`` is True."""
+    return torch.where(flips.to(images.device).view(-1, 1, 1, 1), images.flip(3), images)
 
 
 def random_cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -96,10 +112,15 @@ def random_cutout(images: torch.Tensor, size: int, generator: torch.Generator) -
 
 
 def augment(
-    images: torch.Tensor, *, flip: bool, translate: int, cutout: int, generator: torch.Generator
+    images: torch.Tensor,
+    *,
+    flips: torch.Tensor | None,
+    translate: int,
+    cutout: int,
+    generator: torch.Generator,
 ) -> torch.Tensor:
-    """Translate, flip and cut out a normalised float batch."""
+    """Translate, mirror where ``flips`` (None: nowhere) and cut out a normalised float batch."""
     images = random_translate(images, translate, generator)
-    if flip:
-        images = random_flip(images, generator)
+    if flips is not None:
+        images = flip_where(images, flips)
     return random_cutout(images, cutout, generator)

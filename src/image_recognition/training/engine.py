@@ -28,7 +28,14 @@ from image_recognition.training.checkpoint import (
     save_checkpoint,
 )
 from image_recognition.training.config import TrainingConfig
-from image_recognition.training.data import Normalizer, as_label_tensor, as_uint8_tensor, augment
+from image_recognition.training.data import (
+    Normalizer,
+    alternating_flips,
+    as_label_tensor,
+    as_uint8_tensor,
+    augment,
+    random_flips,
+)
 from image_recognition.training.device import (
     autocast,
     autocast_dtype,
@@ -45,13 +52,14 @@ from image_recognition.training.optim import (
     ema_decay_at,
 )
 from image_recognition.training.predict import tta_logits
+from image_recognition.training.strong_augmentation import mix_batch, soft_target_cross_entropy, trivial_augment
 
 logger = logging.getLogger(__name__)
 
 ArrayLike = np.ndarray | torch.Tensor
 
 # History columns that measure time and so differ between identical runs.
-TIMING_KEYS = ("epoch_time_s", "images_per_s", "train_time_s", "wall_time_s")
+TIMING_KEYS = ("epoch_time_s", "images_per_s", "train_time_s", "wall_time_s", "compile_time_s")
 # Images used to estimate the whitening layer's patch covariance.
 WHITENING_SAMPLES = 5000
 # Training-config keys that may change on resume without changing the result.
@@ -69,9 +77,10 @@ class TrainResult:
     ``checkpoint`` is the final checkpoint dict (loadable with
     ``weights_only=True`` once saved), ``history`` one dict per epoch, ``model``
     the trained model in eval mode (EMA weights if any) on the training device,
-    ``final_metrics`` the validation loss/accuracy with the configured TTA and
+    ``final_metrics`` the validation loss/accuracy with the configured TTA,
     ``setup_time_s`` the time spent before the first step (data upload,
-    whitening, model build).
+    whitening, model build) and ``compile_time_s`` the time spent warming up
+    ``torch.compile`` before the training clock started (0 without compile).
     """
 
     checkpoint: dict[str, Any]
@@ -79,6 +88,7 @@ class TrainResult:
     model: nn.Module
     final_metrics: dict[str, Any] = field(default_factory=dict)
     setup_time_s: float = 0.0
+    compile_time_s: float = 0.0
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -108,13 +118,18 @@ def train(  # noqa: PLR0913 (the node passes every input by name)
     config = training if isinstance(training, TrainingConfig) else TrainingConfig.from_dict(training)
     full_model_config = validate_model_config(model_name, model_config)
     device = resolve_device(config.device)
-    configure_backends(device, config.tf32)
     # Training reseeds the global generators; fork them so the caller's stay as they were.
-    cuda_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
+    with configure_backends(device, config.tf32), torch.random.fork_rng(devices=_cuda_devices(device)):
         trainer = _Trainer(model_name, full_model_config, config, device, mean, std, checkpoint_path)
         trainer.load_data(train_images, train_labels, val_images, val_labels)
         return trainer.run()
+
+
+def _cuda_devices(device: torch.device) -> list[int]:
+    """The CUDA device indices whose generators a run on ``device`` draws from."""
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
 class _Trainer:
@@ -163,6 +178,10 @@ class _Trainer:
             self.val_y = as_label_tensor(val_labels, len(self.val_x), self.device)
         if len(self.train_x) == 0:
             raise ValueError("no training images")
+        # One seeded coin per training image, for every epoch of the run (and
+        # of a resumed run): drawn on the CPU so that any device agrees.
+        coins = torch.rand(len(self.train_x), generator=torch.Generator().manual_seed(self.config.seed)) < 0.5  # noqa: PLR2004
+        self.flip_base = coins.to(self.device)
 
     # --- setup ---------------------------------------------------------------
 
@@ -176,6 +195,7 @@ class _Trainer:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        self.num_classes = int(self.model_config.get("num_classes", 10))
         self.batch_size = min(config.batch_size, len(self.train_x))
         # Drop the ragged last batch: every step then has the same shape
         # (no recompiles, steady BatchNorm statistics).
@@ -250,6 +270,40 @@ class _Trainer:
         self.global_step = int(checkpoint["global_step"])
         logger.info("resumed from %s after epoch %d", path, self.start_epoch)
 
+    def _warm_up_compile(self) -> float:
+        """Compile every graph the run will use before the training clock starts.
+
+        A forward and backward pass on a real training batch (for both states
+        of the whitening bias, if it is frozen mid-run) makes torch.compile
+        trace and compile now, so epoch 1's time is steady-state. The model's
+        weights, buffers and the random generators are restored afterwards:
+        the run is the same as without the warm-up. Returns the seconds spent.
+        """
+        if not self.config.compile:
+            return 0.0
+        synchronize(self.device)
+        started = time.perf_counter()
+        saved = {key: value.clone() for key, value in self.model.state_dict().items()}
+        freeze_states = [False]
+        if hasattr(self.model, "freeze_whitening_bias") and self.config.whiten_bias_epochs < self.config.epochs:
+            freeze_states = [False, True] if self.config.whiten_bias_epochs > 0 else [True]
+        images = self.normalize(self.train_x[: self.batch_size]).contiguous(memory_format=self.memory_format)
+        labels = self.train_y[: self.batch_size]
+        with torch.random.fork_rng(devices=_cuda_devices(self.device)):
+            self.model.train()
+            for frozen in freeze_states:
+                if hasattr(self.model, "freeze_whitening_bias"):
+                    self.model.freeze_whitening_bias(frozen)
+                with autocast(self.device, self.amp_dtype):
+                    logits = self.train_model(images)
+                F.cross_entropy(logits.float(), labels).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.load_state_dict(saved)
+        synchronize(self.device)
+        seconds = time.perf_counter() - started
+        logger.info("compiled %s in %.1f s (not counted as training time)", self.model_name, seconds)
+        return seconds
+
     # --- the loop --------------------------------------------------------------
 
     def run(self) -> TrainResult:
@@ -260,12 +314,16 @@ class _Trainer:
         wall_before = self.history[-1]["wall_time_s"] if self.history else 0.0
         train_before = self.history[-1]["train_time_s"] if self.history else 0.0
         resumed_at = time.perf_counter() - setup_time
+        self.compile_time = self._warm_up_compile()
+        compile_total = (self.history[-1].get("compile_time_s") or 0.0) if self.history else 0.0
+        compile_total += self.compile_time
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self._train_epoch(epoch)
             row.update(zip(("val_loss", "val_accuracy"), self._evaluate("none"), strict=True))
             train_before += row["epoch_time_s"]
             row["train_time_s"] = train_before
             row["wall_time_s"] = wall_before + time.perf_counter() - resumed_at
+            row["compile_time_s"] = compile_total
             self.history.append(row)
             logger.info(
                 "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.1fs, %.0f img/s",
@@ -291,8 +349,11 @@ class _Trainer:
         torch.manual_seed(seed)  # dropout and drop-path draw from the global generator
         generator = torch.Generator(device=self.device).manual_seed(seed)
         order = torch.randperm(len(self.train_x), generator=generator, device=self.device)
+        if hasattr(self.model, "freeze_whitening_bias"):
+            self.model.freeze_whitening_bias(epoch >= config.whiten_bias_epochs)
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
+        objective_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         # Per-step NaN checks force a device sync; on CUDA they run at log points only.
         check_every_step = self.device.type != "cuda"
@@ -301,21 +362,16 @@ class _Trainer:
         start = time.perf_counter()
         for step in range(self.steps_per_epoch):
             index = order[step * self.batch_size : (step + 1) * self.batch_size]
-            images = augment(
-                self.normalize(self.train_x[index]),
-                flip=config.flip,
-                translate=config.translate,
-                cutout=config.cutout,
-                generator=generator,
-            ).contiguous(memory_format=self.memory_format)
-            labels = self.train_y[index]
+            images, labels, targets = self._batch(index, epoch, generator)
             lr = self.optimizer.param_groups[0]["lr"]
-            loss, logits = self._step(images, labels)
-            loss_sum += loss.detach() * len(labels)
-            correct += (logits.detach().argmax(1) == labels).sum()
+            objective, loss, logits = self._step(images, labels, targets)
+            loss_sum += loss * len(labels)
+            objective_sum += objective.detach() * len(labels)
+            hard = labels if targets is None else targets.argmax(1)
+            correct += (logits.detach().argmax(1) == hard).sum()
             logging_now = config.log_every and (step + 1) % config.log_every == 0
             if check_every_step or logging_now:
-                self._check_finite(loss, epoch, step)
+                self._check_finite(objective, epoch, step)
             if logging_now:
                 elapsed = time.perf_counter() - start
                 logger.info(
@@ -330,25 +386,78 @@ class _Trainer:
         synchronize(self.device)
         seconds = time.perf_counter() - start
         images_seen = self.steps_per_epoch * self.batch_size
-        mean_loss = loss_sum.item() / images_seen
-        if not math.isfinite(mean_loss):
-            raise self._non_finite_error(mean_loss, epoch, self.steps_per_epoch - 1)
+        mean_objective = objective_sum.item() / images_seen
+        if not math.isfinite(mean_objective):
+            raise self._non_finite_error(mean_objective, epoch, self.steps_per_epoch - 1)
         return {
             "epoch": epoch + 1,
-            "train_loss": mean_loss,
+            "train_loss": loss_sum.item() / images_seen,
+            "train_objective": mean_objective,
             "train_accuracy": correct.item() / images_seen,
             "lr": float(lr),
             "epoch_time_s": seconds,
             "images_per_s": images_seen / max(seconds, 1e-9),
         }
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch(
+        self, index: torch.Tensor, epoch: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Augmented, normalised images, their labels and (when mixing) soft targets.
+
+        TrivialAugment works on 0..1 pixels, so it runs before normalisation;
+        translate, flip and cutout follow on the normalised batch, then MixUp
+        or CutMix. Every random number comes from ``generator``.
+        """
+        config = self.config
+        pixels = self.train_x[index]
+        if config.trivial_augment > 0:
+            unit = trivial_augment(pixels.float() / 255.0, generator, max_magnitude=config.trivial_augment)
+            images = self.normalize.from_unit(unit)
+        else:
+            images = self.normalize(pixels)
+        if config.flip == "alternating":
+            flips = alternating_flips(self.flip_base[index], epoch)
+        elif config.flip == "random":
+            flips = random_flips(len(index), generator)
+        else:
+            flips = None
+        images = augment(images, flips=flips, translate=config.translate, cutout=config.cutout, generator=generator)
+        labels = self.train_y[index]
+        targets = None
+        if config.mixes:
+            images, targets = mix_batch(
+                images,
+                labels,
+                self.num_classes,
+                mixup_alpha=config.mixup_alpha,
+                cutmix_alpha=config.cutmix_alpha,
+                switch_prob=config.mix_switch_prob,
+                generator=generator,
+            )
+        return images.contiguous(memory_format=self.memory_format), labels, targets
+
+    def _step(
+        self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimiser step; returns (objective, plain cross-entropy, logits).
+
+        The objective is what is minimised (with label smoothing, against the
+        soft targets when mixing). The plain cross-entropy, without smoothing,
+        is what the history logs as train_loss: the same measure as val_loss.
+        """
         config = self.config
         with autocast(self.device, self.amp_dtype):
             logits = self.train_model(images)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+        logits = logits.float()
+        smoothing = config.label_smoothing
+        if targets is None:
+            objective = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+            plain = F.cross_entropy(logits.detach(), labels) if smoothing else objective.detach()
+        else:
+            objective = soft_target_cross_entropy(logits, targets, smoothing)
+            plain = soft_target_cross_entropy(logits.detach(), targets) if smoothing else objective.detach()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         if config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         self.optimizer.step()
@@ -357,7 +466,7 @@ class _Trainer:
         if self.ema is not None and self.global_step % config.ema_every == 0:
             decay = ema_decay_at(self.global_step, self.total_steps, config)
             self.ema.update(self.model, decay, lookahead=config.lookahead)
-        return loss, logits
+        return objective, plain, logits
 
     def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
         value = loss.item()
@@ -375,7 +484,11 @@ class _Trainer:
 
     @torch.no_grad()
     def _evaluate(self, tta: str) -> tuple[float, float]:
-        """(loss, accuracy) on the validation split with the EMA weights if any."""
+        """(loss, accuracy) on the validation split with the EMA weights if any.
+
+        Runs the uncompiled module: eval mode, the short last batch and the TTA
+        views would each make torch.compile trace and compile again.
+        """
         if len(self.val_x) == 0:
             return math.nan, math.nan
         live = self._swap_in_ema()
@@ -386,7 +499,7 @@ class _Trainer:
             for start in range(0, len(self.val_x), self.config.eval_batch_size):
                 stop = start + self.config.eval_batch_size
                 images = self.normalize(self.val_x[start:stop])
-                logits = tta_logits(self.train_model, images.contiguous(memory_format=self.memory_format), tta)
+                logits = tta_logits(self.model, images.contiguous(memory_format=self.memory_format), tta)
                 labels = self.val_y[start:stop]
                 loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
                 correct += (logits.argmax(1) == labels).sum()
@@ -447,6 +560,7 @@ class _Trainer:
             model=self.model.eval(),
             final_metrics=final,
             setup_time_s=setup_time,
+            compile_time_s=self.compile_time,
         )
 
 

@@ -11,24 +11,40 @@ from image_recognition.training.config import TrainingConfig
 
 
 def parameter_groups(model: nn.Module, config: TrainingConfig) -> list[dict]:
-    """Split trainable parameters into weights (decayed) and 1-D/embedding params.
+    """Group trainable parameters by role: what decays, and what learns faster.
 
-    Decaying biases and norm shifts mostly just fights the loss, so they are
-    spared unless ``decay_biases``; a model may name more in ``no_weight_decay()``.
+    - Weight matrices and kernels (ndim >= 2, not in the model's
+      ``no_weight_decay()``) decay; 1-D parameters (biases, norm shifts) and
+      embeddings decay only with ``decay_biases`` (the speed records do;
+      transformer recipes do not).
+    - BatchNorm parameters, and only they, train at ``bias_lr_scale`` times
+      the lr (airbench's "bias scaler"), with their decay divided by the same
+      factor so that only their step size grows. Other biases (the whitening
+      stem's, a linear head's) train at the base rate.
+
+    Empty groups are left out. Each group's ``lr_scale`` is kept for the schedule.
     """
     skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    weights, others = [], []
+    batchnorm = {
+        id(param)
+        for module in model.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for param in module.parameters(recurse=False)
+    }
+    scale = config.bias_lr_scale
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (weights if param.ndim >= 2 and name not in skip else others).append(param)  # noqa: PLR2004
-    scale = config.bias_lr_scale
-    other_decay = config.weight_decay / scale if config.decay_biases else 0.0
-    groups = [{"params": weights, "weight_decay": config.weight_decay, "lr_scale": 1.0}]
-    if others:
-        groups.append({"params": others, "weight_decay": other_decay, "lr_scale": scale})
-    for group in groups:
-        group["lr"] = config.lr * group["lr_scale"]
+        decays = config.decay_biases or (param.ndim >= 2 and name not in skip)  # noqa: PLR2004
+        buckets.setdefault((decays, id(param) in batchnorm), []).append(param)
+    groups = []
+    for (decays, scaled), params in sorted(buckets.items()):
+        lr_scale = scale if scaled else 1.0
+        weight_decay = config.weight_decay / lr_scale if decays else 0.0
+        groups.append(
+            {"params": params, "weight_decay": weight_decay, "lr_scale": lr_scale, "lr": config.lr * lr_scale}
+        )
     return groups
 
 
@@ -74,7 +90,9 @@ class WeightEMA:
     """Exponential moving average of a model's floating-point state.
 
     Buffers (BatchNorm running statistics) are averaged too, so the EMA model
-    is usable as is; integer buffers (batch counters) are copied.
+    is usable as is; integer buffers (batch counters) are copied. Each update
+    is one multi-tensor kernel per step (``torch._foreach_*``), not one launch
+    per tensor.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -83,14 +101,17 @@ class WeightEMA:
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float, lookahead: bool = False) -> None:
         """ema = decay * ema + (1 - decay) * live; with lookahead, live = ema after."""
+        live_floats, ema_floats = [], []
         for key, live in model.state_dict().items():
             average = self.state[key]
             if average.is_floating_point():
-                average.lerp_(live, 1.0 - decay)
-                if lookahead:
-                    live.copy_(average)
+                live_floats.append(live)
+                ema_floats.append(average)
             else:
                 average.copy_(live)
+        torch._foreach_lerp_(ema_floats, live_floats, 1.0 - decay)
+        if lookahead:
+            torch._foreach_copy_(live_floats, ema_floats)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.state

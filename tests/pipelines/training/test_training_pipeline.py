@@ -96,6 +96,7 @@ def test_invalid_training_parameters_fail_before_any_data_work(project):
         ("base/parameters_train_vit.yml", "vit", "vit"),
         ("base/parameters_train_simple_cnn.yml", "simple_cnn", "simple_cnn"),
         ("cpu/parameters_train.yml", "cnn", "cnn_cpu"),
+        ("cpu/parameters_train.yml", "vit", "vit_cpu"),
     ],
 )
 def test_configured_recipes_match_the_engine_recipes(conf_file, model, recipe_name):

@@ -1,0 +1,91 @@
+"""Parameter groups by role, the learning-rate schedule and the weight average."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from image_recognition.models import build_model
+from image_recognition.training.config import TrainingConfig
+from image_recognition.training.optim import WeightEMA, lr_factor, parameter_groups
+from image_recognition.training.recipes import recipe
+
+
+def _groups_by_name(model: nn.Module, config: TrainingConfig) -> dict[str, tuple[float, float]]:
+    """parameter name -> (lr, weight decay) of the group holding it."""
+    names = {id(param): name for name, param in model.named_parameters()}
+    return {
+        names[id(param)]: (group["lr"], group["weight_decay"])
+        for group in parameter_groups(model, config)
+        for param in group["params"]
+    }
+
+
+def test_cnn_record_recipe_scales_the_lr_of_batchnorm_parameters_only() -> None:
+    settings = recipe("cnn")
+    config = TrainingConfig.from_dict(settings["training"])
+    model = build_model("cnn", {"widths": [8, 16, 16]})
+    groups = _groups_by_name(model, config)
+    base_lr, scaled_lr = config.lr, config.lr * 64
+    decay = config.weight_decay
+    # The whitening bias trains at the base rate and decays (airbench: "other" params).
+    assert groups["whiten.bias"] == pytest.approx((base_lr, decay))
+    # Its filters, and BatchNorm's frozen scales, are not trained at all.
+    assert "whiten.weight" not in groups
+    assert not any(name.endswith("norm1.weight") for name in groups)
+    # BatchNorm shifts: 64x the lr, decay divided by 64 so the decay per step is the same.
+    assert groups["groups.0.norm1.bias"] == pytest.approx((scaled_lr, decay / 64))
+    # Kernels and the head: base lr, decayed.
+    assert groups["groups.0.conv1.weight"] == pytest.approx((base_lr, decay))
+    assert groups["head.weight"] == pytest.approx((base_lr, decay))
+    scaled = {name for name, (lr, _) in groups.items() if lr == pytest.approx(scaled_lr)}
+    assert scaled == {name for name in groups if ".norm" in name}
+
+
+def test_vit_recipe_decays_weight_matrices_only() -> None:
+    settings = recipe("vit")
+    config = TrainingConfig.from_dict(settings["training"])
+    model = build_model("vit", {**settings["model"], "embed_dim": 32, "num_heads": 2, "depth": 1})
+    groups = _groups_by_name(model, config)
+    decay = config.weight_decay
+    assert groups["blocks.0.attn.qkv.weight"] == pytest.approx((config.lr, decay))
+    assert groups["patch_embed.stages.0.weight"] == pytest.approx((config.lr, decay))  # conv stem kernel
+    for name in ("blocks.0.attn.qkv.bias", "blocks.0.norm1.weight", "pos_embed", "patch_embed.stages.1.bias"):
+        assert groups[name] == pytest.approx((config.lr, 0.0)), name
+    assert all(lr == pytest.approx(config.lr) for lr, _ in groups.values())  # bias_lr_scale 1
+
+
+def test_lr_factor_at_start_end_of_warmup_and_end() -> None:
+    config = TrainingConfig.from_dict(recipe("cnn")["training"])  # linear, 23% warmup, 0.2 -> 1 -> 0.07
+    total = 1000
+    warmup = int(0.23 * total)
+    assert lr_factor(0, total, config) == pytest.approx(0.2)
+    assert lr_factor(warmup // 2, total, config) == pytest.approx(0.2 + 0.8 * (warmup // 2) / warmup)
+    assert lr_factor(warmup, total, config) == pytest.approx(1.0)
+    assert lr_factor(total, total, config) == pytest.approx(0.07)
+    cosine = TrainingConfig(lr_schedule="cosine", warmup_fraction=0.1, lr_start_factor=0.01, lr_end_factor=0.0)
+    assert lr_factor(0, total, cosine) == pytest.approx(0.01)
+    assert lr_factor(100, total, cosine) == pytest.approx(1.0)
+    assert lr_factor(550, total, cosine) == pytest.approx(0.5)  # half way through the decay
+    assert lr_factor(total, total, cosine) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ema_update_averages_floats_copies_counters_and_looks_ahead() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = WeightEMA(model)
+    before = {key: value.clone() for key, value in ema.state_dict().items()}
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(1.0)
+    model[1].num_batches_tracked.fill_(7)
+    ema.update(model, decay=0.75, lookahead=True)
+    for key, value in model.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            assert ema.state_dict()[key].item() == 7
+            continue
+        live_before_lookahead = before[key] + (1.0 if key in dict(model.named_parameters()) else 0.0)
+        expected = 0.75 * before[key] + 0.25 * live_before_lookahead
+        torch.testing.assert_close(ema.state_dict()[key], expected)
+        torch.testing.assert_close(value, expected)  # lookahead: the live weights take the average
