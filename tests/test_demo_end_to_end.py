@@ -140,3 +140,28 @@ def test_exploration_notebook_runs_headless(demo):
     shown = "".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "test_accuracy" in shown and "checkpoint_version" in shown
     assert sum("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs) >= 3
+
+
+@pytest.mark.slow
+def test_record_mode_trains_on_every_training_image_and_still_reports(tmp_path):
+    """``cifar10.validation_size: 0``: no validation split or curves; evaluation and report unchanged."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf")
+    (root / "conf" / "local").mkdir(exist_ok=True)
+    (root / "src").mkdir()
+    project = Project(root)
+    result = project.kedro("run", "--env=demo", "--params", "cifar10.validation_size=0")
+    assert result.returncode == 0, result.stderr[-4000:]
+    reporting = root / "data/demo/08_reporting"
+    data_report = json.loads(next((reporting / "data_report.json").glob("*/data_report.json")).read_text())
+    assert data_report["sizes"]["validation"] == 0
+    assert data_report["sizes"]["train"] == 5000  # every training image
+    for model in MODELS:
+        metrics = json.loads(next((reporting / model / "metrics.json").glob("*/metrics.json")).read_text())
+        assert metrics["quality"]["accuracy"] > 0.5, model
+        assert all(row["val_accuracy"] is None for row in metrics["history"]), model
+        assert metrics["history"][-1]["train_loss"] > 0
+    page = next((reporting / "comparison_report.html").glob("*/comparison_report.html")).read_text()
+    assert all(f'id="{name}"' in page for name in FIGURES)

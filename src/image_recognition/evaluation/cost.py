@@ -1,16 +1,59 @@
-"""What a model costs: parameters, FLOPs, throughput, latency and peak memory."""
+"""What a model costs: parameters, FLOPs, throughput, latency and peak memory.
+
+Every speed is measured the way the model is used: in its training recipe's
+precision and memory format, and, for predictions, with the test-time
+augmentation views its accuracy counts.
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from image_recognition.training.device import synchronize
+from image_recognition.models import CONVNET_NAMES
+from image_recognition.training.config import TrainingConfig
+from image_recognition.training.device import autocast, autocast_dtype, synchronize, use_channels_last
+from image_recognition.training.predict import tta_logits
+
+# Forward passes per prediction of each TTA mode, as ``tta_logits`` computes them:
+# the image and its mirror, and for flip_translate both again at two 1-pixel shifts.
+TTA_VIEWS = {"none": 1, "flip": 2, "flip_translate": 6}
+
+
+@dataclass(frozen=True)
+class InferenceRecipe:
+    """The precision and memory format a checkpoint was trained in, resolved for one device."""
+
+    autocast_dtype: torch.dtype | None  # None: full precision (fp32)
+    channels_last: bool
+
+    @property
+    def precision(self) -> str:
+        """In the training config's words: ``"bf16"`` autocast, or ``"fp32"``."""
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+
+    @property
+    def memory_format(self) -> str:
+        return "channels_last" if self.channels_last else "contiguous"
+
+
+def inference_recipe(training_config: dict[str, Any] | None, model_name: str, device: torch.device) -> InferenceRecipe:
+    """The recipe's ``autocast`` and ``channels_last`` on ``device``; missing keys take the training defaults."""
+    config = training_config or {}
+    return InferenceRecipe(
+        autocast_dtype=autocast_dtype(config.get("autocast", TrainingConfig.autocast), device),
+        channels_last=use_channels_last(
+            config.get("channels_last", TrainingConfig.channels_last), device, model_name in CONVNET_NAMES
+        ),
+    )
 
 
 def count_flops(model: nn.Module, image_shape: tuple[int, ...] = (3, 32, 32)) -> int:
@@ -27,38 +70,98 @@ def count_flops(model: nn.Module, image_shape: tuple[int, ...] = (3, 32, 32)) ->
     return int(counter.get_total_flops())
 
 
-@torch.no_grad()
-def measure_throughput(
-    model: nn.Module, batch_size: int, device: torch.device, batches: int = 5, warmup: int = 2
-) -> float:
-    """Images per second of forward passes at ``batch_size`` (after warm-up, synchronised)."""
-    model.eval()
-    batch = torch.randn(batch_size, 3, 32, 32, device=device)
-    for _ in range(warmup):
-        model(batch)
+def _seconds(device: torch.device, run: Callable[[], Any], repeats: int) -> float:
+    """Seconds for ``repeats`` calls of ``run``: CUDA events on CUDA, else the clock after synchronising."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(repeats):
+            run()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000
     synchronize(device)
     started = time.perf_counter()
-    for _ in range(batches):
-        model(batch)
+    for _ in range(repeats):
+        run()
     synchronize(device)
-    return batches * batch_size / (time.perf_counter() - started)
+    return time.perf_counter() - started
 
 
 @torch.no_grad()
-def measure_latency_ms(model: nn.Module, device: torch.device, repeats: int = 20, warmup: int = 3) -> float:
-    """Median milliseconds of one single-image forward pass."""
+def measure_throughput(  # noqa: PLR0913 (each knob of the measurement is named)
+    model: nn.Module,
+    batch_size: int,
+    device: torch.device,
+    batches: int = 50,
+    warmup: int = 5,
+    tta: str = "none",
+    recipe: InferenceRecipe | None = None,
+) -> float:
+    """Predictions per second at ``batch_size`` over ``batches`` timed batches, after ``warmup`` ones.
+
+    A prediction averages the ``tta`` views, so with ``tta="none"`` this is
+    images per second of single forward passes.
+    """
+    recipe = recipe or InferenceRecipe(autocast_dtype=None, channels_last=False)
+    memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.eval()
-    image = torch.randn(1, 3, 32, 32, device=device)
-    for _ in range(warmup):
-        model(image)
-    timings = []
-    for _ in range(repeats):
-        synchronize(device)
-        started = time.perf_counter()
-        model(image)
-        synchronize(device)
-        timings.append((time.perf_counter() - started) * 1000)
+    batch = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
+    with autocast(device, recipe.autocast_dtype):
+        for _ in range(warmup):
+            tta_logits(model, batch, tta)
+        seconds = _seconds(device, lambda: tta_logits(model, batch, tta), batches)
+    return batches * batch_size / seconds
+
+
+@torch.no_grad()
+def measure_latency_ms(
+    model: nn.Module,
+    device: torch.device,
+    repeats: int = 20,
+    warmup: int = 3,
+    recipe: InferenceRecipe | None = None,
+) -> float:
+    """Median milliseconds of one single-image forward pass (one view)."""
+    recipe = recipe or InferenceRecipe(autocast_dtype=None, channels_last=False)
+    memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    model.eval()
+    image = torch.randn(1, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
+    with autocast(device, recipe.autocast_dtype):
+        for _ in range(warmup):
+            model(image)
+        timings = [_seconds(device, lambda: model(image), 1) * 1000 for _ in range(repeats)]
     return statistics.median(timings)
+
+
+def measure_cost(  # noqa: PLR0913 (the evaluation settings, named)
+    model: nn.Module,
+    *,
+    tta: str,
+    recipe: InferenceRecipe,
+    device: torch.device,
+    batch_size: int,
+    batches: int,
+    latency_repeats: int,
+) -> dict[str, Any]:
+    """FLOPs and speed of one view and of one ``tta`` prediction, in the recipe's precision and layout."""
+    views = TTA_VIEWS[tta]
+    flops = count_flops(model)
+    images_per_s = measure_throughput(model, batch_size, device, batches, recipe=recipe)
+    predictions_per_s = (
+        images_per_s if views == 1 else measure_throughput(model, batch_size, device, batches, tta=tta, recipe=recipe)
+    )
+    return {
+        "tta_views": views,
+        "flops_per_image": flops,  # one view
+        "flops_per_prediction": flops * views,  # every TTA view of one test image
+        "throughput_images_per_s": images_per_s,  # one view
+        "throughput_predictions_per_s": predictions_per_s,  # with every TTA view
+        "throughput_batches": batches,
+        "latency_ms": measure_latency_ms(model, device, latency_repeats, recipe=recipe),  # one view
+        "precision": recipe.precision,
+        "memory_format": recipe.memory_format,
+    }
 
 
 def reset_peak_memory(device: torch.device) -> None:

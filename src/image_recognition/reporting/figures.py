@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -27,25 +28,47 @@ def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     return fig
 
 
+def has_values(history: pd.DataFrame, column: str) -> bool:
+    """Whether ``column`` holds any number (a record-mode run, without validation split, has none)."""
+    return column in history and pd.to_numeric(history[column], errors="coerce").notna().any()
+
+
 def learning_curves(results: dict[str, Any]) -> go.Figure:
-    """Train and validation accuracy and loss, against epoch and against wall time."""
+    """Train and validation accuracy and loss, against epoch and against steady-state training time.
+
+    Both losses are plain cross-entropy (the training objective, with label
+    smoothing or MixUp, is not plotted), so the curves compare like with like.
+    A model trained without a validation split gets its training curves only.
+    """
     fig = make_subplots(
         rows=2,
         cols=2,
-        subplot_titles=("accuracy by epoch", "accuracy by training time", "loss by epoch", "loss by training time"),
+        subplot_titles=(
+            "accuracy by epoch",
+            "accuracy by training time",
+            "cross-entropy by epoch",
+            "cross-entropy by training time",
+        ),
         horizontal_spacing=0.08,
         vertical_spacing=0.14,
     )
+    without_validation = []
     for position, (model, result) in enumerate(results.items()):
         history = result["history"]
+        splits = [("train", "dot")]
+        if has_values(history, "val_accuracy") or has_values(history, "val_loss"):
+            splits.append(("val", "solid"))
+        else:
+            without_validation.append(model)
         for row, metric in ((1, "accuracy"), (2, "loss")):
             for col, x_column in ((1, "epoch"), (2, "train_time_s")):
-                for split, dash in (("train", "dot"), ("val", "solid")):
+                for split, dash in splits:
+                    label = f"{model} {split}" if len(splits) == 2 else f"{model} train (no validation split)"
                     fig.add_trace(
                         go.Scatter(
                             x=history[x_column],
-                            y=history[f"{split}_{metric}"],
-                            name=f"{model} {split}",
+                            y=pd.to_numeric(history[f"{split}_{metric}"], errors="coerce"),
+                            name=label,
                             legendgroup=f"{model} {split}",
                             showlegend=row == 1 and col == 1,
                             mode="lines+markers",
@@ -55,8 +78,11 @@ def learning_curves(results: dict[str, Any]) -> go.Figure:
                         col=col,
                     )
     fig.update_xaxes(title_text="epoch", col=1, row=2)
-    fig.update_xaxes(title_text="training time (s)", col=2, row=2)
-    return _layout(fig, "Learning curves (dotted: train, solid: validation)", 700)
+    fig.update_xaxes(title_text="training time (s, compile excluded)", col=2, row=2)
+    title = "Learning curves (dotted: train, solid: validation; loss: plain cross-entropy)"
+    if without_validation:
+        title += f"<br>no validation split for {', '.join(without_validation)}: training curves only"
+    return _layout(fig, title, 700)
 
 
 def confusion_matrices(results: dict[str, Any]) -> go.Figure:
@@ -125,35 +151,82 @@ def reliability_diagram(results: dict[str, Any]) -> go.Figure:
     return _layout(fig, "Reliability diagram (marker size: images in the bin)", 480)
 
 
+def _cost_points(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Accuracy beside the cost of the same predictions: one view without TTA, every view with it."""
+    quality, cost = metrics["quality"], metrics["cost"]
+    views = cost.get("tta_views", 1)
+    points = [
+        {
+            "label": "no TTA, 1 view",
+            "accuracy": quality["accuracy_no_tta"],
+            "flops": cost["flops_per_image"],
+            "throughput": cost["throughput_images_per_s"],
+            "symbol": "circle",
+        }
+    ]
+    if views > 1:
+        points.append(
+            {
+                "label": f"TTA {quality['tta']}, {views} views",
+                "accuracy": quality["accuracy"],
+                "flops": cost.get("flops_per_prediction"),
+                "throughput": cost.get("throughput_predictions_per_s"),
+                "symbol": "diamond",
+            }
+        )
+    return points
+
+
+def _cost_hover(cost: dict[str, Any]) -> str:
+    def seconds(key: str) -> str:
+        value = cost.get(key)
+        return "–" if value is None else f"{value:,.1f} s"
+
+    return (
+        f"training {seconds('training_time_s')} + compile {seconds('compile_time_s')}"
+        f"<br>{cost.get('precision', '?')}, {cost.get('memory_format', '?')} on {cost['device']}"
+    )
+
+
 def accuracy_vs_cost(results: dict[str, Any]) -> go.Figure:
-    """Test accuracy against parameters, FLOPs per image and inference throughput."""
+    """Test accuracy against parameters, FLOPs and throughput of the predictions that scored it.
+
+    Each model has a point without TTA (one view: FLOPs per image, images/s)
+    and, when it uses TTA, one with it (every view: FLOPs per prediction,
+    predictions/s), labelled with its view count.
+    """
     axes = (
         ("parameters", "parameters"),
-        ("flops_per_image", "FLOPs per image"),
-        ("throughput_images_per_s", "images/s"),
+        ("flops", "FLOPs per prediction (all its views)"),
+        ("throughput", "predictions/s (all its views)"),
     )
     fig = make_subplots(rows=1, cols=3, subplot_titles=[label for _, label in axes], horizontal_spacing=0.08)
     for position, (model, result) in enumerate(results.items()):
-        quality, cost = result["metrics"]["quality"], result["metrics"]["cost"]
-        for col, (key, _) in enumerate(axes, start=1):
-            fig.add_trace(
-                go.Scatter(
-                    x=[cost[key]],
-                    y=[quality["accuracy"]],
-                    mode="markers+text",
-                    text=[model],
-                    textposition="top center",
-                    name=model,
-                    legendgroup=model,
-                    showlegend=col == 1,
-                    marker={"size": 14, "color": colour(model, position)},
-                ),
-                row=1,
-                col=col,
-            )
+        cost = result["metrics"]["cost"]
+        hover = _cost_hover(cost)
+        for point in _cost_points(result["metrics"]):
+            name = f"{model}, {point['label']}"
+            for col, (key, _) in enumerate(axes, start=1):
+                x = cost["parameters"] if key == "parameters" else point[key]
+                fig.add_trace(
+                    go.Scatter(
+                        x=[x],
+                        y=[point["accuracy"]],
+                        mode="markers+text",
+                        text=[f"{model} ({point['label'].rsplit(', ', 1)[1]})"],
+                        textposition="top center",
+                        name=name,
+                        legendgroup=name,
+                        showlegend=col == 1,
+                        marker={"size": 14, "color": colour(model, position), "symbol": point["symbol"]},
+                        hovertemplate=f"{name}<br>x %{{x:,.4g}}<br>accuracy %{{y:.4f}}<br>{hover}<extra></extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
         fig.update_xaxes(type="log")
     fig.update_yaxes(title_text="test accuracy", col=1)
-    return _layout(fig, "Accuracy against cost (log scale)", 420)
+    return _layout(fig, "Accuracy against the cost of the same predictions (log scale; circle: 1 view)", 440)
 
 
 def error_gallery(results: dict[str, Any], test_images: np.ndarray, per_model: int = 8) -> go.Figure:

@@ -13,7 +13,13 @@ import plotly.io as pio
 
 
 def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
-    """One row per model: quality, cost and where the numbers came from."""
+    """One row per model: quality, cost and where the numbers came from.
+
+    ``test_accuracy`` is scored with ``tta_views`` forward passes per image,
+    as are ``flops_per_prediction`` and ``throughput_predictions_per_s``;
+    ``test_accuracy_no_tta`` goes with the one-view ``flops_per_image`` and
+    ``throughput_images_per_s``. Compile time is apart from training time.
+    """
     rows = []
     for model, result in results.items():
         metrics = result["metrics"]
@@ -26,12 +32,19 @@ def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
                 "macro_f1": quality["macro_f1"],
                 "mean_loss": quality["mean_loss"],
                 "ece": quality["ece"],
+                "tta": quality["tta"],
+                "tta_views": cost.get("tta_views"),
                 "parameters": cost["parameters"],
-                "flops_per_image": cost["flops_per_image"],
-                "training_time_s": cost["training_time_s"],
-                "throughput_images_per_s": cost["throughput_images_per_s"],
-                "latency_ms": cost["latency_ms"],
+                "flops_per_image": cost["flops_per_image"],  # one view
+                "flops_per_prediction": cost.get("flops_per_prediction"),  # every TTA view
+                "training_time_s": cost["training_time_s"],  # steady state
+                "compile_time_s": cost.get("compile_time_s"),
+                "throughput_images_per_s": cost["throughput_images_per_s"],  # one view
+                "throughput_predictions_per_s": cost.get("throughput_predictions_per_s"),  # every TTA view
+                "latency_ms": cost["latency_ms"],  # one image, one view
                 "peak_memory_mib": cost["peak_memory_mib"],
+                "precision": cost.get("precision"),
+                "memory_format": cost.get("memory_format"),
                 "device": cost["device"],
                 "epochs": provenance["epochs"],
                 "checkpoint_version": provenance["checkpoint_version"],
@@ -93,6 +106,11 @@ def render_html(
 <p>Models: {html.escape(models)}. Test split: {data_report["sizes"]["test"]:,} images, never used for training or
 model selection. Data: <code>{html.escape(source["url"])}</code>, md5 <code>{html.escape(source["md5"])}</code>.</p>
 <h2>Comparison</h2>
+<p><code>test_accuracy</code> averages <code>tta_views</code> forward passes per image, as do
+<code>flops_per_prediction</code> and <code>throughput_predictions_per_s</code>; <code>test_accuracy_no_tta</code>
+goes with the one-view <code>flops_per_image</code>, <code>throughput_images_per_s</code> and
+<code>latency_ms</code>. Speeds are measured in each recipe's precision and memory format;
+<code>training_time_s</code> is steady state, <code>compile_time_s</code> the warm-up before it.</p>
 {_table_html(table)}
 <h2>Figures</h2>
 {"".join(parts)}

@@ -14,13 +14,7 @@ import torch
 
 from image_recognition.data.split import split_fingerprint
 from image_recognition.errors import ParameterError
-from image_recognition.evaluation.cost import (
-    count_flops,
-    measure_latency_ms,
-    measure_throughput,
-    peak_memory_mib,
-    reset_peak_memory,
-)
+from image_recognition.evaluation.cost import inference_recipe, measure_cost, peak_memory_mib, reset_peak_memory
 from image_recognition.evaluation.metrics import (
     confusion_matrix,
     expected_calibration_error,
@@ -32,15 +26,17 @@ from image_recognition.evaluation.metrics import (
 )
 from image_recognition.models import count_parameters
 from image_recognition.pipelines.data_processing.params import reject_unknown_keys
+from image_recognition.training.config import TTA_MODES
 from image_recognition.training.device import resolve_device
 from image_recognition.training.predict import load_model, predict_logits
 
 logger = logging.getLogger(__name__)
 
 EVALUATION_DEFAULTS = {
-    "tta": "flip_translate",  # test-time augmentation of the headline accuracy
+    "tta": None,  # test-time augmentation of the headline accuracy; None: the checkpoint's own recipe
     "batch_size": 1000,  # evaluation batch size
     "throughput_batch_size": 256,  # batch size of the throughput measurement
+    "throughput_batches": 50,  # timed batches after warm-up; fewer make a noisier figure
     "latency_repeats": 20,  # single-image forward passes; the median is reported
     "calibration_bins": 15,
     "top_errors": 24,  # most confident mistakes kept for the gallery
@@ -53,13 +49,27 @@ def evaluation_settings(params: dict[str, Any] | None) -> dict[str, Any]:
     params = params or {}
     reject_unknown_keys("evaluation", params, set(EVALUATION_DEFAULTS))
     settings = {**EVALUATION_DEFAULTS, **params}
-    if settings["tta"] not in ("none", "flip", "flip_translate"):
-        raise ParameterError(f"evaluation.tta must be none, flip or flip_translate, got {settings['tta']!r}")
-    for key in ("batch_size", "throughput_batch_size", "latency_repeats", "calibration_bins", "top_errors"):
+    if settings["tta"] is not None and settings["tta"] not in TTA_MODES:
+        raise ParameterError(
+            f"evaluation.tta must be null (the checkpoint's own), none, flip or flip_translate, got {settings['tta']!r}"
+        )
+    positive = ("batch_size", "throughput_batch_size", "throughput_batches", "latency_repeats", "calibration_bins")
+    for key in (*positive, "top_errors"):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ParameterError(f"evaluation.{key} must be a positive integer, got {value!r}")
     return settings
+
+
+def checkpoint_tta(checkpoint: dict[str, Any]) -> str:
+    """The TTA mode the checkpoint was validated with in training: ``"none"`` when it has none."""
+    tta = (checkpoint.get("training_config") or {}).get("tta", "none")
+    tta = {True: "flip_translate", False: "none", None: "none"}.get(tta, tta)
+    if tta not in TTA_MODES:
+        raise ParameterError(
+            f"{checkpoint['model_name']} checkpoint has training tta {tta!r}; set evaluation.tta to one of {TTA_MODES}"
+        )
+    return tta
 
 
 def git_commit() -> str | None:
@@ -83,8 +93,14 @@ def evaluate_model(
     training history, so the report's learning curves belong to this very
     checkpoint), the per-class table, the confusion matrix, the reliability
     table and the most confident errors.
+
+    The headline accuracy uses the checkpoint's own TTA mode unless
+    ``evaluation.tta`` names one; predictions and every speed use the
+    recipe's precision and memory format on this device, and each cost
+    states how many TTA views it includes.
     """
     settings = evaluation_settings(params)
+    tta = settings["tta"] or checkpoint_tta(checkpoint)
     history = checkpoint.get("history") or []
     trained_on = checkpoint.get("data") or {}
     if trained_on.get("md5") and trained_on["md5"] != data_report["source"]["md5"]:
@@ -97,23 +113,28 @@ def evaluate_model(
     device = resolve_device(settings["device"])
     class_names = list(data_report["class_names"])
     labels = np.asarray(test_split["labels"], dtype=np.int64)
-    model = load_model(checkpoint, device)
+    recipe = inference_recipe(checkpoint.get("training_config"), checkpoint["model_name"], device)
+    model = load_model(checkpoint, device)  # uncompiled, whatever the training did
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     normalization = checkpoint["normalization"]
 
     reset_peak_memory(device)
     logits = {
-        tta: predict_logits(
+        mode: predict_logits(
             model,
             test_split["images"],
             normalization["mean"],
             normalization["std"],
             batch_size=settings["batch_size"],
-            tta=tta,
+            tta=mode,
             device=device,
+            autocast_dtype=recipe.autocast_dtype,
+            channels_last=recipe.channels_last,
         ).numpy()
-        for tta in dict.fromkeys(("none", settings["tta"]))
+        for mode in dict.fromkeys(("none", tta))
     }
-    probabilities = softmax(logits[settings["tta"]].astype(np.float64))
+    probabilities = softmax(logits[tta].astype(np.float64))
     predictions = probabilities.argmax(axis=1)
     confusion = confusion_matrix(labels, predictions, len(class_names))
     per_class = per_class_scores(confusion, class_names)
@@ -122,10 +143,17 @@ def evaluate_model(
 
     cost = {
         "parameters": count_parameters(model),
-        "flops_per_image": count_flops(model),
-        "training_time_s": float(history[-1]["train_time_s"]) if history else None,
-        "throughput_images_per_s": measure_throughput(model, settings["throughput_batch_size"], device),
-        "latency_ms": measure_latency_ms(model, device, settings["latency_repeats"]),
+        **measure_cost(
+            model,
+            tta=tta,
+            recipe=recipe,
+            device=device,
+            batch_size=settings["throughput_batch_size"],
+            batches=settings["throughput_batches"],
+            latency_repeats=settings["latency_repeats"],
+        ),
+        "training_time_s": float(history[-1]["train_time_s"]) if history else None,  # steady state
+        "compile_time_s": float(history[-1].get("compile_time_s") or 0.0) if history else None,
         "peak_memory_mib": peak_memory_mib(device),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -133,7 +161,7 @@ def evaluate_model(
     quality = {
         "accuracy": float((predictions == labels).mean()),
         "accuracy_no_tta": float((logits["none"].argmax(axis=1) == labels).mean()),
-        "tta": settings["tta"],
+        "tta": tta,
         "mean_loss": mean_cross_entropy(probabilities, labels),
         "ece": expected_calibration_error(reliability),
         "macro_f1": float(per_class["f1"].mean()),
@@ -160,14 +188,19 @@ def evaluate_model(
         },
     }
     logger.info(
-        "%s on %d test images: accuracy %.4f (tta %s; %.4f without), ECE %.4f, %.0f images/s",
+        "%s on %d test images: accuracy %.4f (tta %s, %d views; %.4f without), ECE %.4f, "
+        "%.0f predictions/s (%.0f images/s) in %s, %s",
         checkpoint["model_name"],
         len(labels),
         quality["accuracy"],
-        settings["tta"],
+        tta,
+        cost["tta_views"],
         quality["accuracy_no_tta"],
         quality["ece"],
+        cost["throughput_predictions_per_s"],
         cost["throughput_images_per_s"],
+        cost["precision"],
+        cost["memory_format"],
     )
     confusion_table = pd.DataFrame(confusion, columns=class_names)
     confusion_table.insert(0, "true_class", class_names)

@@ -1,0 +1,88 @@
+"""Cost measurements follow the checkpoint's recipe and count the TTA views; behaviour, never timing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from image_recognition.evaluation.cost import (
+    TTA_VIEWS,
+    InferenceRecipe,
+    count_flops,
+    inference_recipe,
+    measure_cost,
+    measure_latency_ms,
+    measure_throughput,
+)
+
+CPU = torch.device("cpu")
+FP32 = InferenceRecipe(autocast_dtype=None, channels_last=False)
+
+
+class Recorder(nn.Module):
+    """A tiny convnet that records, per forward pass, its input's memory format and its compute dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, 10)
+        self.calls: list[tuple[bool, torch.dtype]] = []
+
+    def forward(self, x):
+        features = self.conv(x)  # bf16 under bf16 autocast, whatever the input's dtype
+        self.calls.append((x.is_contiguous(memory_format=torch.channels_last), features.dtype))
+        return self.head(features.mean((2, 3)))
+
+
+def test_tta_views_are_the_forward_passes_of_tta_logits():
+    for tta, views in TTA_VIEWS.items():
+        model = Recorder()
+        measure_throughput(model, batch_size=2, device=CPU, batches=1, warmup=0, tta=tta)
+        assert len(model.calls) == views, tta
+
+
+@pytest.mark.parametrize("tta", ["none", "flip", "flip_translate"])
+def test_throughput_runs_the_requested_number_of_batches(tta):
+    model = Recorder()
+    assert measure_throughput(model, batch_size=2, device=CPU, batches=7, warmup=3, tta=tta) > 0
+    assert len(model.calls) == (3 + 7) * TTA_VIEWS[tta]  # warm-up, then the timed batches
+
+
+def test_throughput_and_latency_use_the_recipes_bf16_and_channels_last():
+    recipe = inference_recipe({"autocast": "bf16", "channels_last": True}, "cnn", CPU)
+    assert recipe == InferenceRecipe(autocast_dtype=torch.bfloat16, channels_last=True)
+    model = Recorder().to(memory_format=torch.channels_last)
+    measure_throughput(model, batch_size=2, device=CPU, batches=2, warmup=1, tta="flip", recipe=recipe)
+    measure_latency_ms(model, CPU, repeats=2, warmup=1, recipe=recipe)
+    assert model.calls and set(model.calls) == {(True, torch.bfloat16)}
+
+
+def test_full_precision_recipe_measures_contiguous_fp32():
+    model = Recorder()
+    measure_throughput(model, batch_size=2, device=CPU, batches=2, warmup=1, recipe=FP32)
+    assert set(model.calls) == {(False, torch.float32)}
+
+
+def test_recipe_resolves_for_the_evaluation_device_and_model():
+    cuda = torch.device("cuda")  # resolving needs no GPU
+    auto = {"autocast": "auto", "channels_last": "auto"}
+    assert inference_recipe(auto, "cnn", CPU) == FP32  # a CUDA recipe evaluated on the CPU runs in fp32
+    assert inference_recipe(auto, "cnn", cuda) == InferenceRecipe(torch.bfloat16, channels_last=True)
+    assert inference_recipe(auto, "vit", cuda) == InferenceRecipe(torch.bfloat16, channels_last=False)
+    assert inference_recipe({"autocast": "off", "channels_last": False}, "cnn", cuda) == FP32
+    assert inference_recipe(None, "cnn", CPU) == FP32  # an old checkpoint: the training defaults
+    assert (inference_recipe(auto, "cnn", cuda).precision, FP32.precision) == ("bf16", "fp32")
+    assert (inference_recipe(auto, "cnn", cuda).memory_format, FP32.memory_format) == ("channels_last", "contiguous")
+
+
+@pytest.mark.parametrize(("tta", "views"), [("none", 1), ("flip", 2), ("flip_translate", 6)])
+def test_cost_states_its_views_and_flops_per_prediction(tta, views):
+    model = Recorder()
+    cost = measure_cost(model, tta=tta, recipe=FP32, device=CPU, batch_size=2, batches=2, latency_repeats=1)
+    assert cost["tta_views"] == views and cost["flops_per_image"] == count_flops(model)
+    assert cost["flops_per_prediction"] == views * cost["flops_per_image"]
+    assert cost["throughput_images_per_s"] > 0 and cost["throughput_predictions_per_s"] > 0
+    assert (cost["precision"], cost["memory_format"], cost["throughput_batches"]) == ("fp32", "contiguous", 2)
+    if views == 1:
+        assert cost["throughput_predictions_per_s"] == cost["throughput_images_per_s"]  # measured once
