@@ -16,11 +16,21 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
+from image_recognition.models import build_model
 from image_recognition.training import TrainResult, predict_logits
 from image_recognition.training.device import autocast_dtype
 
 logger = logging.getLogger("benchmarks")
+
+# Dense bf16 peak of the GPU a recipe is sized for (H100 SXM; an H200 has the
+# same), and the share of it a well-fed small model can sustain: the issue's
+# sizing rule is total training FLOPs / (40% of peak) <= 3 minutes.
+REFERENCE_PEAK_TFLOPS = 989.0
+SUSTAINED_FRACTION = 0.4
 
 
 def setup_logging() -> None:
@@ -96,3 +106,39 @@ def write_json(data: dict[str, Any], path: str | Path) -> None:
     temporary.write_text(json.dumps(data, indent=2, default=float) + "\n")
     temporary.replace(path)
     logger.info("wrote %s", path)
+
+
+def training_flops_per_image(model_name: str, model_config: dict[str, Any]) -> float:
+    """FLOPs of one training step (forward and backward) per image, by torch's flop counter.
+
+    Counted on the CPU in fp32 with attention on the math kernel (the counter
+    has no rule for some fused ones); precision does not change the count.
+    """
+    torch.manual_seed(0)
+    model = build_model(model_name, model_config).train()
+    images = torch.randn(2, 3, 32, 32)
+    labels = torch.zeros(2, dtype=torch.long)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(images), labels).backward()
+    return counter.get_total_flops() / len(images)
+
+
+def compute_estimate(model_name: str, settings: dict[str, Any], train_images: int) -> dict[str, Any]:
+    """The recipe's training compute and its estimated time on the reference GPU.
+
+    Steps drop the ragged last batch, as the engine does; compile time is not
+    part of the estimate.
+    """
+    training = settings["training"]
+    per_image = training_flops_per_image(model_name, settings["model"])
+    images = (train_images // training["batch_size"]) * training["batch_size"] * training["epochs"]
+    total = per_image * images
+    sustained = SUSTAINED_FRACTION * REFERENCE_PEAK_TFLOPS * 1e12
+    return {
+        "training_gflops_per_image": per_image / 1e9,
+        "images_seen": images,
+        "total_pflops": total / 1e15,
+        "reference_peak_tflops": REFERENCE_PEAK_TFLOPS,
+        "sustained_fraction": SUSTAINED_FRACTION,
+        "estimated_time_s": total / sustained,
+    }

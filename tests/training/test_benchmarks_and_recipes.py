@@ -62,6 +62,13 @@ def test_gpu_benchmark_smoke_runs_on_cpu(tmp_path: Path) -> None:
     assert len(report["cnn"]["runs"]) == 1
     assert 0.0 <= report["cnn"]["mean_test_accuracy"] <= 1.0
     assert report["vit"]["run"]["train_time_s"] > 0
+    assert report["cnn"]["runs"][0]["compile_time_s"] == 0.0  # the smoke recipes do not compile
+    for name in ("cnn", "vit"):  # the full GPU recipes' compute, sized for the reference GPU
+        estimate = report["estimates"][name]
+        assert estimate["total_pflops"] == pytest.approx(
+            estimate["training_gflops_per_image"] * estimate["images_seen"] / 1e6
+        )
+        assert 0 < estimate["estimated_time_s"] <= 180  # the issue's 3-minute bound
 
 
 def test_models_and_engine_import_without_kedro() -> None:
