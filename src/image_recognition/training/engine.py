@@ -348,6 +348,10 @@ class _Trainer:
         seed = epoch_seed(config.seed, epoch)
         torch.manual_seed(seed)  # dropout and drop-path draw from the global generator
         generator = torch.Generator(device=self.device).manual_seed(seed)
+        # Per-batch choices made on the host (TrivialAugment's op counts,
+        # MixUp's lambda and box) come from a CPU generator, so that reading
+        # them never waits for the device.
+        host_generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(self.train_x), generator=generator, device=self.device)
         if hasattr(self.model, "freeze_whitening_bias"):
             self.model.freeze_whitening_bias(epoch >= config.whiten_bias_epochs)
@@ -362,7 +366,7 @@ class _Trainer:
         start = time.perf_counter()
         for step in range(self.steps_per_epoch):
             index = order[step * self.batch_size : (step + 1) * self.batch_size]
-            images, labels, targets = self._batch(index, epoch, generator)
+            images, labels, targets = self._batch(index, epoch, generator, host_generator)
             lr = self.optimizer.param_groups[0]["lr"]
             objective, loss, logits = self._step(images, labels, targets)
             loss_sum += loss * len(labels)
@@ -400,18 +404,18 @@ class _Trainer:
         }
 
     def _batch(
-        self, index: torch.Tensor, epoch: int, generator: torch.Generator
+        self, index: torch.Tensor, epoch: int, generator: torch.Generator, host_generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Augmented, normalised images, their labels and (when mixing) soft targets.
 
         TrivialAugment works on 0..1 pixels, so it runs before normalisation;
         translate, flip and cutout follow on the normalised batch, then MixUp
-        or CutMix. Every random number comes from ``generator``.
+        or CutMix. Every random number comes from the epoch's two generators.
         """
         config = self.config
         pixels = self.train_x[index]
         if config.trivial_augment > 0:
-            unit = trivial_augment(pixels.float() / 255.0, generator, max_magnitude=config.trivial_augment)
+            unit = trivial_augment(pixels.float() / 255.0, host_generator, max_magnitude=config.trivial_augment)
             images = self.normalize.from_unit(unit)
         else:
             images = self.normalize(pixels)
@@ -432,7 +436,7 @@ class _Trainer:
                 mixup_alpha=config.mixup_alpha,
                 cutmix_alpha=config.cutmix_alpha,
                 switch_prob=config.mix_switch_prob,
-                generator=generator,
+                generator=host_generator,
             )
         return images.contiguous(memory_format=self.memory_format), labels, targets
 

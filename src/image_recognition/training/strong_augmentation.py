@@ -258,14 +258,15 @@ def apply_trivial_augment(
     The batch is sorted by op so that each op type runs once, on the slice of
     images that drew it (all geometric ops share one warp), and the results are
     put back in place with one ``index_copy_``. That is ~14x less arithmetic
-    than running every op on the whole batch, for one host-device
-    synchronisation: reading the slice sizes.
+    than running every op on the whole batch. The slice sizes are read on the
+    policy's device: a policy drawn on the CPU costs no host-device sync.
     """
     ops = op_indices.to(images.device)
     order = torch.argsort(ops, stable=True)
     sorted_images, sorted_ops = images[order], ops[order]
     sorted_magnitudes = signed_magnitudes.to(images.device, torch.float32)[order]
-    counts = torch.bincount(ops, minlength=len(TRIVIAL_AUGMENT_OPS)).tolist()
+    # Counted where the policy was drawn: with a CPU generator, no device sync.
+    counts = torch.bincount(op_indices, minlength=len(TRIVIAL_AUGMENT_OPS)).tolist()
     starts = np.cumsum([0, *counts]).tolist()  # op k's images are sorted_*[starts[k]:starts[k + 1]]
     _, _, h, w = images.shape
     pieces = []
