@@ -45,6 +45,8 @@ from image_recognition.training import train  # noqa: E402
 from image_recognition.training.recipes import recipe  # noqa: E402
 
 TARGET_ACCURACY = 0.94
+# The estimates are for the recipes as users run them: record mode on all of CIFAR-10.
+CIFAR10_TRAIN_IMAGES = 50_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report = {
             "benchmark": "gpu_estimate",
             "machine": machine_info(),
-            "estimates": estimates(50_000, args.vit_epochs),
+            "estimates": estimates(CIFAR10_TRAIN_IMAGES, args.vit_epochs),
         }
         write_json(report, args.out)
         return report
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "test_images": len(data["test_images"]),
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "estimates": estimates(len(data["train_images"]), args.vit_epochs),
+        "estimates": estimates(CIFAR10_TRAIN_IMAGES, args.vit_epochs),
     }
     report["cnn"] = benchmark_cnn(data, 1 if args.smoke else args.cnn_runs, args.smoke)
     write_json(report, args.out)
