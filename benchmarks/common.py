@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from image_recognition.device import autocast_dtype
 from image_recognition.models import build_model
 from image_recognition.training import TrainResult, predict_logits
-from image_recognition.training.device import autocast_dtype
 
 logger = logging.getLogger("benchmarks")
 

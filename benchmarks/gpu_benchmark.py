@@ -38,9 +38,9 @@ from common import (  # noqa: E402 (after the path set-up)
     write_json,
 )
 
-from image_recognition.data.archive import load_cifar10_archive  # noqa: E402
-from image_recognition.data.split import channel_statistics  # noqa: E402
-from image_recognition.data.synthetic import make_synthetic_cifar10  # noqa: E402
+from image_recognition.cifar10.archive import load_cifar10_archive  # noqa: E402
+from image_recognition.cifar10.split import channel_statistics  # noqa: E402
+from image_recognition.cifar10.synthetic import make_synthetic_cifar10  # noqa: E402
 from image_recognition.training import train  # noqa: E402
 from image_recognition.training.recipes import recipe  # noqa: E402
 

@@ -15,7 +15,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from image_recognition.data.synthetic import make_synthetic_cifar10, write_cifar10_archive  # noqa: E402
+from image_recognition.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from image_recognition.data.fetch import md5_of
+from image_recognition.cifar10.fetch import md5_of
 from tests.archive_factory import RunsCommand, batch, good_members, write_archive
 from tests.conftest import Archive, source_params
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from image_recognition.data.archive import CIFAR10Arrays
-from image_recognition.data.split import channel_statistics
-from image_recognition.data.synthetic import make_synthetic_cifar10
+from image_recognition.cifar10.archive import CIFAR10Arrays
+from image_recognition.cifar10.split import channel_statistics
+from image_recognition.cifar10.synthetic import make_synthetic_cifar10
 
 # Tiny widths keep every training test to seconds on two CPU cores.
 TINY_MODELS = {

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from image_recognition.device import configure_backends
 from image_recognition.models import build_model
 from image_recognition.training import (
     TIMING_KEYS,
@@ -26,7 +27,6 @@ from image_recognition.training import (
     predict_logits,
     train,
 )
-from image_recognition.training.device import configure_backends
 from tests.training.conftest import TIMING_FREE, TINY_MODELS
 
 # Settings under which each tiny model learns the synthetic classes in seconds.

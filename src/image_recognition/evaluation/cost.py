@@ -18,10 +18,10 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from image_recognition.device import autocast, autocast_dtype, synchronize, use_channels_last
+from image_recognition.inference import tta_logits
 from image_recognition.models import CONVNET_NAMES
 from image_recognition.training.config import TrainingConfig
-from image_recognition.training.device import autocast, autocast_dtype, synchronize, use_channels_last
-from image_recognition.training.predict import tta_logits
 
 # Forward passes per prediction of each TTA mode, as ``tta_logits`` computes them:
 # the image and its mirror, and for flip_translate both again at two 1-pixel shifts.

@@ -1,5 +1,6 @@
 """The training engine in plain PyTorch: no Kedro imports, runs where torch runs."""
 
+from image_recognition.inference import load_model, predict_logits
 from image_recognition.models import validate_model_config
 from image_recognition.training.checkpoint import load_checkpoint, save_checkpoint, unwrap_model
 from image_recognition.training.config import TrainingConfig
@@ -9,7 +10,6 @@ from image_recognition.training.engine import (
     TrainResult,
     train,
 )
-from image_recognition.training.predict import load_model, predict_logits
 
 __all__ = [
     "TIMING_KEYS",

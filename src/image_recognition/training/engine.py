@@ -20,23 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from image_recognition.models import CONVNET_NAMES, build_model, count_parameters, validate_model_config
-from image_recognition.training.checkpoint import (
-    CHECKPOINT_FORMAT,
-    clean_state_dict,
-    load_checkpoint,
-    save_checkpoint,
-)
-from image_recognition.training.config import TrainingConfig
-from image_recognition.training.data import (
-    Normalizer,
-    alternating_flips,
-    as_label_tensor,
-    as_uint8_tensor,
-    augment,
-    random_flips,
-)
-from image_recognition.training.device import (
+from image_recognition.device import (
     autocast,
     autocast_dtype,
     configure_backends,
@@ -45,13 +29,23 @@ from image_recognition.training.device import (
     use_channels_last,
     use_fused_optimizer,
 )
+from image_recognition.inference import tta_logits
+from image_recognition.models import CONVNET_NAMES, build_model, count_parameters, validate_model_config
+from image_recognition.tensors import Normalizer, as_label_tensor, as_uint8_tensor
+from image_recognition.training.augment import alternating_flips, augment, random_flips
+from image_recognition.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    clean_state_dict,
+    load_checkpoint,
+    save_checkpoint,
+)
+from image_recognition.training.config import TrainingConfig
 from image_recognition.training.optim import (
     WeightEMA,
     build_optimizer,
     build_scheduler,
     ema_decay_at,
 )
-from image_recognition.training.predict import tta_logits
 from image_recognition.training.strong_augmentation import mix_batch, soft_target_cross_entropy, trivial_augment
 
 logger = logging.getLogger(__name__)

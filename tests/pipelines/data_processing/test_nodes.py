@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from image_recognition.data.archive import ArchiveError
-from image_recognition.data.split import channel_statistics, stratified_holdout
+from image_recognition.cifar10.archive import ArchiveError
+from image_recognition.cifar10.split import channel_statistics, stratified_holdout
 from image_recognition.errors import DataValidationError, ParameterError
 from image_recognition.pipelines.data_processing.nodes import (
     build_data_report,

@@ -10,10 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from image_recognition.data.archive import IMAGE_SHAPE, NUM_CLASSES, ArchiveError, CIFAR10Arrays, load_cifar10_archive
-from image_recognition.data.fetch import FetchError, fetch_verified, is_remote, md5_of
-from image_recognition.data.split import channel_statistics, stratified_holdout
-from image_recognition.data.synthetic import make_synthetic_cifar10, write_cifar10_archive
+from image_recognition.cifar10.archive import (
+    IMAGE_SHAPE,
+    NUM_CLASSES,
+    ArchiveError,
+    CIFAR10Arrays,
+    load_cifar10_archive,
+)
+from image_recognition.cifar10.fetch import FetchError, fetch_verified, is_remote, md5_of
+from image_recognition.cifar10.split import channel_statistics, stratified_holdout
+from image_recognition.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive
 from image_recognition.errors import DataValidationError, ParameterError
 from image_recognition.pipelines.data_processing.params import DataParams
 

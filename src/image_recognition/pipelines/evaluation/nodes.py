@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from image_recognition.data.split import split_fingerprint
+from image_recognition.cifar10.split import split_fingerprint
+from image_recognition.device import resolve_device
 from image_recognition.errors import ParameterError
 from image_recognition.evaluation.cost import inference_recipe, measure_cost, peak_memory_mib, reset_peak_memory
 from image_recognition.evaluation.metrics import (
@@ -24,11 +25,10 @@ from image_recognition.evaluation.metrics import (
     reliability_table,
     softmax,
 )
+from image_recognition.inference import load_model, predict_logits
 from image_recognition.models import count_parameters
 from image_recognition.pipelines.data_processing.params import reject_unknown_keys
 from image_recognition.training.config import TTA_MODES
-from image_recognition.training.device import resolve_device
-from image_recognition.training.predict import load_model, predict_logits
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from image_recognition.data.split import split_fingerprint
+from image_recognition.cifar10.split import split_fingerprint
 from image_recognition.errors import InputError
 from image_recognition.reporting import figures
 from image_recognition.reporting.report import comparison_table, render_html

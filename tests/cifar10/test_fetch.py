@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from image_recognition.data.fetch import ChecksumMismatch, FetchError, fetch_verified, md5_of
+from image_recognition.cifar10.fetch import ChecksumMismatch, FetchError, fetch_verified, md5_of
 
 PAYLOAD = bytes(range(256)) * 8192  # 2 MiB
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()

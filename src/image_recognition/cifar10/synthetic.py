@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from image_recognition.data.archive import (
+from image_recognition.cifar10.archive import (
     BATCH_FOLDER,
     META_BATCH,
     NUM_CLASSES,

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from image_recognition.device import autocast, resolve_device
 from image_recognition.models import build_model
-from image_recognition.training.data import Normalizer, as_uint8_tensor
-from image_recognition.training.device import autocast, resolve_device
+from image_recognition.tensors import Normalizer, as_uint8_tensor
 
 
 def load_model(checkpoint: dict[str, Any], device: str | torch.device | None = None) -> nn.Module:

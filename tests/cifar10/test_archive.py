@@ -8,12 +8,12 @@ import tarfile
 import numpy as np
 import pytest
 
-from image_recognition.data.archive import (
+from image_recognition.cifar10.archive import (
     ArchiveError,
     load_cifar10_archive,
     safe_unpickle,
 )
-from image_recognition.data.synthetic import make_synthetic_cifar10, write_cifar10_archive
+from image_recognition.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive
 from tests.archive_factory import RunsCommand, batch, good_members, write_archive
 
 
@@ -137,6 +137,6 @@ def test_deeply_nested_key_is_refused_without_crashing(depth):
 
 
 def test_oversized_member_is_refused_before_reading(tmp_path, monkeypatch):
-    monkeypatch.setattr("image_recognition.data.archive.MAX_MEMBER_BYTES", 1000)
+    monkeypatch.setattr("image_recognition.cifar10.archive.MAX_MEMBER_BYTES", 1000)
     with pytest.raises(ArchiveError, match="refusing member 'cifar-10-batches-py/data_batch_1': .* bytes, more than"):
         load_cifar10_archive(write_archive(tmp_path / "a.tar.gz", good_members()))
