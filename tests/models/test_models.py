@@ -147,6 +147,18 @@ def test_conv_stem_makes_one_token_per_patch(patch_size: int, tokens: int) -> No
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.patch_embed.modules())
 
 
+@pytest.mark.parametrize("stem_depth", [1, 2, 3])
+def test_conv_stem_depth_stacks_layers_per_stage_and_halves_once(stem_depth: int) -> None:
+    config = {"stem": "conv", "stem_channels": [8, 16, 32], "patch_size": 4, "stem_depth": stem_depth}
+    model = build_model("vit", {**config, "embed_dim": 32, "depth": 1, "num_heads": 2}).eval()
+    convs = [m for m in model.patch_embed.stages if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [w for w in (8, 16, 32) for _ in range(stem_depth)]
+    assert sum(c.stride == (2, 2) for c in convs) == 2  # log2(patch_size) halvings, whatever the depth
+    assert model.forward_features(torch.randn(2, 3, 32, 32)).shape == (2, 64, 32)
+    with pytest.raises(ValueError, match="stem_depth"):
+        build_model("vit", {**config, "stem_depth": 0})
+
+
 def test_conv_stem_needs_enough_stages_for_its_stride() -> None:
     with pytest.raises(ValueError, match="power of two"):
         build_model("vit", {"stem": "conv", "stem_channels": [8, 16], "patch_size": 8})

@@ -38,6 +38,9 @@ class ViTConfig:
     # of them with stride 2, then a 1x1 conv to embed_dim.
     stem: str = "patch"
     stem_channels: tuple[int, ...] | list[int] = (64, 128, 256)
+    # conv-BN-GELU layers per stage of the conv stem; a halving stage's first
+    # one has stride 2. Depth at low resolution is cheap and learns fast.
+    stem_depth: int = 1
     in_channels: int = 3
     num_classes: int = 10
     embed_dim: int = 256  # token width
@@ -67,6 +70,7 @@ class ViTConfig:
             depth=self.depth,
             num_heads=self.num_heads,
             mlp_ratio=self.mlp_ratio,
+            stem_depth=self.stem_depth,
         )
         if self.image_size % self.patch_size:
             raise ValueError(
@@ -109,20 +113,24 @@ class PatchEmbed(nn.Module):
 
 
 class ConvStem(nn.Module):
-    """3x3 conv-BN-GELU stages; the last ``log2(stride)`` halve H and W, then a 1x1 conv to tokens."""
+    """Stages of ``depth`` 3x3 conv-BN-GELU layers; the last ``log2(stride)`` stages
+    halve H and W in their first layer. Then a 1x1 conv to tokens."""
 
-    def __init__(self, in_channels: int, channels: tuple[int, ...], stride: int, embed_dim: int) -> None:
+    def __init__(  # noqa: PLR0913 (the stem's shape, named)
+        self, in_channels: int, channels: tuple[int, ...], stride: int, embed_dim: int, depth: int = 1
+    ) -> None:
         super().__init__()
         halvings = stride.bit_length() - 1
         layers: list[nn.Module] = []
         for index, width in enumerate(channels):
-            step = 2 if index >= len(channels) - halvings else 1
-            layers += [
-                nn.Conv2d(in_channels, width, kernel_size=3, stride=step, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.GELU(),
-            ]
-            in_channels = width
+            for layer in range(depth):
+                step = 2 if layer == 0 and index >= len(channels) - halvings else 1
+                layers += [
+                    nn.Conv2d(in_channels, width, kernel_size=3, stride=step, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.GELU(),
+                ]
+                in_channels = width
         self.stages = nn.Sequential(*layers)
         self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=1)
 
@@ -220,7 +228,9 @@ class VisionTransformer(nn.Module):
         self.config = config = config or ViTConfig()
         dim = config.embed_dim
         if config.stem == "conv":
-            self.patch_embed = ConvStem(config.in_channels, config.stem_channels, config.patch_size, dim)
+            self.patch_embed = ConvStem(
+                config.in_channels, config.stem_channels, config.patch_size, dim, config.stem_depth
+            )
         else:
             self.patch_embed = PatchEmbed(config.image_size, config.patch_size, config.in_channels, dim)
         self.num_prefix_tokens = 1 if config.global_pool == "token" else 0
