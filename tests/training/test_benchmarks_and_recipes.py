@@ -1,4 +1,4 @@
-"""The default recipes are valid configs, and the GPU benchmark runs end to end (smoke)."""
+"""The recipes in conf/ are valid configs, and the GPU benchmark runs end to end (smoke)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 
 from image_recognition.models import validate_model_config
 from image_recognition.training import TrainingConfig
-from image_recognition.training.recipes import RECIPE_MODELS, RECIPES, recipe
+from image_recognition.training.recipes import RECIPE_FILES, RECIPE_MODELS, load_recipe, recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", sorted(RECIPES))
+@pytest.mark.parametrize("name", sorted(RECIPE_FILES))
 def test_recipe_is_a_valid_configuration(name: str) -> None:
     settings = recipe(name)
     assert set(settings) == {"model", "training"}
@@ -26,9 +26,20 @@ def test_recipe_is_a_valid_configuration(name: str) -> None:
 
 def test_recipe_returns_a_copy() -> None:
     recipe("cnn")["training"]["epochs"] = 1
-    assert RECIPES["cnn"]["training"]["epochs"] != 1
+    assert recipe("cnn")["training"]["epochs"] != 1
     with pytest.raises(ValueError, match="unknown recipe"):
         recipe("resnet")
+
+
+def test_benchmark_only_recipe_is_valid_and_a_missing_block_is_named(tmp_path: Path) -> None:
+    settings = load_recipe(ROOT / "benchmarks" / "recipes" / "vit_cpu_plain.yml", "vit")
+    validate_model_config("vit", settings["model"])
+    TrainingConfig.from_dict(settings["training"])
+    (tmp_path / "p.yml").write_text("cnn:\n  model: {name: cnn}\n")
+    with pytest.raises(ValueError, match=r"p.yml has no recipe for 'cnn': expected cnn.model and cnn.training"):
+        load_recipe(tmp_path / "p.yml", "cnn")
+    with pytest.raises(FileNotFoundError, match="missing.yml"):
+        load_recipe(tmp_path / "missing.yml", "cnn")
 
 
 def test_tutorial_recipe_matches_the_pytorch_tutorial() -> None:

@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 import yaml
+from kedro.config import OmegaConfigLoader
 from kedro.io.core import Version
 
 from image_recognition.datasets import OptionalJSONDataset, TorchCheckpointDataset
@@ -14,7 +15,8 @@ from image_recognition.errors import ParameterError
 from image_recognition.models import build_model
 from image_recognition.pipeline_registry import register_pipelines
 from image_recognition.pipelines.training.nodes import check_training_params, train_model
-from image_recognition.training.recipes import recipe
+from image_recognition.settings import CONFIG_LOADER_ARGS
+from image_recognition.training.recipes import RECIPE_FILES, recipe
 from tests.conftest import PROJECT_ROOT
 
 
@@ -89,26 +91,15 @@ def test_invalid_training_parameters_fail_before_any_data_work(project):
     assert project.data_files() == []
 
 
-@pytest.mark.parametrize(
-    ("conf_file", "model", "recipe_name"),
-    [
-        ("base/parameters_train_cnn.yml", "cnn", "cnn"),
-        ("base/parameters_train_vit.yml", "vit", "vit"),
-        ("base/parameters_train_simple_cnn.yml", "simple_cnn", "simple_cnn"),
-        ("cpu/parameters_train.yml", "cnn", "cnn_cpu"),
-        ("cpu/parameters_train.yml", "vit", "vit_cpu"),
-    ],
-)
-def test_configured_recipes_match_the_engine_recipes(conf_file, model, recipe_name):
-    """The YAML recipes are the ones the benchmarks measure (recipes.py); they must not drift apart."""
-    configured = yaml.safe_load((PROJECT_ROOT / "conf" / conf_file).read_text())[model]
-    expected = recipe(recipe_name)
-    assert {k: v for k, v in configured["model"].items() if k != "name"} == expected["model"]
-    training = dict(configured["training"])
-    if conf_file.startswith("cpu/"):
-        assert training.pop("device") == "cpu"
-        expected["training"].pop("device")
-    assert training == expected["training"]
+@pytest.mark.parametrize("recipe_name", sorted(RECIPE_FILES))
+def test_benchmark_recipes_are_what_kedro_runs(recipe_name):
+    """recipe() reads the parameters Kedro resolves for the recipe's environment: one source."""
+    file, model = RECIPE_FILES[recipe_name]
+    env = file.split("/")[0]
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **{**CONFIG_LOADER_ARGS, "default_run_env": env})
+    configured = loader["parameters"][model]
+    assert {k: v for k, v in configured["model"].items() if k != "name"} == recipe(recipe_name)["model"]
+    assert configured["training"] == recipe(recipe_name)["training"]
     check_training_params(configured["model"], configured["training"])
 
 
