@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from image_recognition.models.config import config_from_dict
+from image_recognition.params import config_from_dict, non_negative_int, positive_int, require_positive
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "linear", "cosine")
@@ -135,15 +135,10 @@ class TrainingConfig:
         self._validate()
 
     def _validate(self) -> None:
-        _positive_int(epochs=self.epochs, batch_size=self.batch_size)
-        _positive_int(eval_batch_size=self.eval_batch_size, ema_every=self.ema_every)
-        _non_negative_int(
-            translate=self.translate,
-            cutout=self.cutout,
-            checkpoint_every=self.checkpoint_every,
-            log_every=self.log_every,
-            whiten_bias_epochs=self.whiten_bias_epochs,
-        )
+        for name in ("epochs", "batch_size", "eval_batch_size", "ema_every"):
+            positive_int(f"training.{name}", getattr(self, name))
+        for name in ("translate", "cutout", "checkpoint_every", "log_every", "whiten_bias_epochs"):
+            non_negative_int(f"training.{name}", getattr(self, name))
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("device", self.device, DEVICES)
@@ -152,10 +147,7 @@ class TrainingConfig:
         _choice("fused_optimizer", self.fused_optimizer, AUTO_FLAGS)
         _choice("tta", self.tta, TTA_MODES)
         _choice("flip", self.flip, FLIP_MODES)
-        if not self.lr > 0:
-            raise ValueError(f"training: lr must be > 0, got {self.lr}")
-        if not self.bias_lr_scale > 0:
-            raise ValueError(f"training: bias_lr_scale must be > 0, got {self.bias_lr_scale}")
+        require_positive("training", lr=self.lr, bias_lr_scale=self.bias_lr_scale)
         for name in ("weight_decay", "grad_clip", "lr_start_factor", "lr_end_factor", "mixup_alpha", "cutmix_alpha"):
             if getattr(self, name) < 0:
                 raise ValueError(f"training: {name} must be >= 0, got {getattr(self, name)}")
@@ -171,18 +163,6 @@ class TrainingConfig:
             raise ValueError("training: lookahead needs ema_decay > 0 (it copies the EMA back)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"training: seed must be an integer, got {self.seed!r}")
-
-
-def _positive_int(**values: object) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"training: {name} must be a positive integer, got {value!r}")
-
-
-def _non_negative_int(**values: object) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"training: {name} must be a non-negative integer, got {value!r}")
 
 
 def _choice(name: str, value: object, allowed: tuple) -> None:

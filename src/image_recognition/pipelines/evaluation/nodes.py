@@ -27,7 +27,7 @@ from image_recognition.evaluation.metrics import (
 )
 from image_recognition.inference import load_model, predict_logits
 from image_recognition.models import count_parameters
-from image_recognition.pipelines.data_processing.params import reject_unknown_keys
+from image_recognition.params import positive_int, reject_unknown_keys
 from image_recognition.training.config import TTA_MODES
 
 logger = logging.getLogger(__name__)
@@ -55,9 +55,7 @@ def evaluation_settings(params: dict[str, Any] | None) -> dict[str, Any]:
         )
     positive = ("batch_size", "throughput_batch_size", "throughput_batches", "latency_repeats", "calibration_bins")
     for key in (*positive, "top_errors"):
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ParameterError(f"evaluation.{key} must be a positive integer, got {value!r}")
+        positive_int(f"evaluation.{key}", settings[key])
     return settings
 
 
