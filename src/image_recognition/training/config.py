@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,12 +109,6 @@ class TrainingConfig:
     def from_dict(cls, values: dict[str, Any] | None) -> TrainingConfig:
         """Build and validate; unknown keys raise a ValueError naming the allowed ones."""
         return config_from_dict(cls, values, "training")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists, not tuples) that a weights_only checkpoint can hold."""
-        return {
-            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
-        }
 
     @property
     def mixes(self) -> bool:
