@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from image_recognition.evaluation.cost import (
-    TTA_VIEWS,
     InferenceRecipe,
     count_flops,
     inference_recipe,
@@ -15,6 +14,7 @@ from image_recognition.evaluation.cost import (
     measure_latency_ms,
     measure_throughput,
 )
+from image_recognition.inference import TTA_VIEWS
 
 CPU = torch.device("cpu")
 FP32 = InferenceRecipe(autocast_dtype=None, channels_last=False)

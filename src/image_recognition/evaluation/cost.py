@@ -19,13 +19,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from image_recognition.device import autocast, autocast_dtype, synchronize, use_channels_last
-from image_recognition.inference import tta_logits
+from image_recognition.inference import TTA_VIEWS, tta_logits
 from image_recognition.models import CONVNET_NAMES
 from image_recognition.training.config import TrainingConfig
-
-# Forward passes per prediction of each TTA mode, as ``tta_logits`` computes them:
-# the image and its mirror, and for flip_translate both again at two 1-pixel shifts.
-TTA_VIEWS = {"none": 1, "flip": 2, "flip_translate": 6}
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from image_recognition.inference import TTA_MODES, tta_mode
 from image_recognition.params import config_from_dict, non_negative_int, positive_int, require_positive
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -12,7 +13,6 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTOCAST_MODES = ("auto", "bf16", "off")
 AUTO_FLAGS = ("auto", True, False)
-TTA_MODES = ("none", "flip", "flip_translate")
 # "random": a fresh coin per image and epoch. "alternating" (airbench): one
 # seeded coin per image for epoch 0, the opposite side every other epoch, so
 # every image is seen both ways in any two consecutive epochs.
@@ -116,10 +116,8 @@ class TrainingConfig:
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
     def __post_init__(self) -> None:
-        if self.tta is True:
-            self.tta = "flip_translate"
-        elif self.tta is False:
-            self.tta = "none"
+        if isinstance(self.tta, bool):
+            self.tta = tta_mode(self.tta)
         if self.flip is True:
             self.flip = "random"
         elif self.flip is False:

@@ -25,10 +25,9 @@ from image_recognition.evaluation.metrics import (
     reliability_table,
     softmax,
 )
-from image_recognition.inference import load_model, predict_logits
+from image_recognition.inference import TTA_MODES, load_model, predict_logits, tta_mode
 from image_recognition.models import count_parameters
 from image_recognition.params import positive_int, reject_unknown_keys
-from image_recognition.training.config import TTA_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +61,12 @@ def evaluation_settings(params: dict[str, Any] | None) -> dict[str, Any]:
 def checkpoint_tta(checkpoint: dict[str, Any]) -> str:
     """The TTA mode the checkpoint was validated with in training: ``"none"`` when it has none."""
     tta = (checkpoint.get("training_config") or {}).get("tta", "none")
-    tta = {True: "flip_translate", False: "none", None: "none"}.get(tta, tta)
-    if tta not in TTA_MODES:
+    try:
+        return tta_mode(tta)
+    except ValueError:
         raise ParameterError(
             f"{checkpoint['model_name']} checkpoint has training tta {tta!r}; set evaluation.tta to one of {TTA_MODES}"
-        )
-    return tta
+        ) from None
 
 
 def git_commit() -> str | None:
