@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from image_recognition.errors import ParameterError
 from image_recognition.models import build_model, validate_model_config
-from image_recognition.pipelines.evaluation.nodes import evaluate_model, evaluation_settings
+from image_recognition.pipelines.evaluation.nodes import evaluate_model
 
 FAST = {"latency_repeats": 1, "throughput_batch_size": 4, "throughput_batches": 2, "batch_size": 16, "top_errors": 3}
 CLASSES = [f"class_{i}" for i in range(10)]
@@ -69,11 +68,3 @@ def test_costs_in_the_recipes_precision_and_memory_format(test_split):
 def test_compile_time_is_reported_apart(test_split):
     assert evaluate(test_split, history_extra={"compile_time_s": 12.5})["cost"]["compile_time_s"] == 12.5
     assert evaluate(test_split)["cost"]["compile_time_s"] == 0.0  # an old checkpoint without it
-
-
-def test_settings_default_to_the_checkpoint_tta_and_refuse_bad_values():
-    assert evaluation_settings({})["tta"] is None and evaluation_settings({})["throughput_batches"] >= 50
-    with pytest.raises(ParameterError, match="evaluation.tta must be null"):
-        evaluation_settings({"tta": "mirror"})
-    with pytest.raises(ParameterError, match="evaluation.throughput_batches must be a positive integer"):
-        evaluation_settings({"throughput_batches": 0})

@@ -21,7 +21,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from image_recognition.device import autocast, autocast_dtype, synchronize, use_channels_last
 from image_recognition.inference import TTA_VIEWS, tta_logits
 from image_recognition.models import CONVNET_NAMES
-from image_recognition.training.config import TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -42,13 +41,15 @@ class InferenceRecipe:
 
 
 def inference_recipe(training_config: dict[str, Any] | None, model_name: str, device: torch.device) -> InferenceRecipe:
-    """The recipe's ``autocast`` and ``channels_last`` on ``device``; missing keys take the training defaults."""
+    """The recipe's ``autocast`` and ``channels_last`` on ``device``.
+
+    A checkpoint without these keys was trained with their default, ``"auto"``
+    (the fast setting on CUDA only), which is how it is resolved here.
+    """
     config = training_config or {}
     return InferenceRecipe(
-        autocast_dtype=autocast_dtype(config.get("autocast", TrainingConfig.autocast), device),
-        channels_last=use_channels_last(
-            config.get("channels_last", TrainingConfig.channels_last), device, model_name in CONVNET_NAMES
-        ),
+        autocast_dtype=autocast_dtype(config.get("autocast", "auto"), device),
+        channels_last=use_channels_last(config.get("channels_last", "auto"), device, model_name in CONVNET_NAMES),
     )
 
 

@@ -14,7 +14,7 @@ import torch
 
 from image_recognition.cifar10.split import split_fingerprint
 from image_recognition.device import resolve_device
-from image_recognition.errors import ParameterError
+from image_recognition.evaluation.config import EvaluationConfig
 from image_recognition.evaluation.cost import inference_recipe, measure_cost, peak_memory_mib, reset_peak_memory
 from image_recognition.evaluation.metrics import (
     confusion_matrix,
@@ -25,48 +25,11 @@ from image_recognition.evaluation.metrics import (
     reliability_table,
     softmax,
 )
-from image_recognition.inference import TTA_MODES, load_model, predict_logits, tta_mode
+from image_recognition.inference import load_model, predict_logits
 from image_recognition.models import count_parameters
-from image_recognition.params import positive_int, reject_unknown_keys
+from image_recognition.params import config_to_dict
 
 logger = logging.getLogger(__name__)
-
-EVALUATION_DEFAULTS = {
-    "tta": None,  # test-time augmentation of the headline accuracy; None: the checkpoint's own recipe
-    "batch_size": 1000,  # evaluation batch size
-    "throughput_batch_size": 256,  # batch size of the throughput measurement
-    "throughput_batches": 50,  # timed batches after warm-up; fewer make a noisier figure
-    "latency_repeats": 20,  # single-image forward passes; the median is reported
-    "calibration_bins": 15,
-    "top_errors": 24,  # most confident mistakes kept for the gallery
-    "device": "auto",
-}
-
-
-def evaluation_settings(params: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``evaluation`` parameters over their defaults; unknown keys are refused."""
-    params = params or {}
-    reject_unknown_keys("evaluation", params, set(EVALUATION_DEFAULTS))
-    settings = {**EVALUATION_DEFAULTS, **params}
-    if settings["tta"] is not None and settings["tta"] not in TTA_MODES:
-        raise ParameterError(
-            f"evaluation.tta must be null (the checkpoint's own), none, flip or flip_translate, got {settings['tta']!r}"
-        )
-    positive = ("batch_size", "throughput_batch_size", "throughput_batches", "latency_repeats", "calibration_bins")
-    for key in (*positive, "top_errors"):
-        positive_int(f"evaluation.{key}", settings[key])
-    return settings
-
-
-def checkpoint_tta(checkpoint: dict[str, Any]) -> str:
-    """The TTA mode the checkpoint was validated with in training: ``"none"`` when it has none."""
-    tta = (checkpoint.get("training_config") or {}).get("tta", "none")
-    try:
-        return tta_mode(tta)
-    except ValueError:
-        raise ParameterError(
-            f"{checkpoint['model_name']} checkpoint has training tta {tta!r}; set evaluation.tta to one of {TTA_MODES}"
-        ) from None
 
 
 def git_commit() -> str | None:
@@ -96,8 +59,8 @@ def evaluate_model(
     recipe's precision and memory format on this device, and each cost
     states how many TTA views it includes.
     """
-    settings = evaluation_settings(params)
-    tta = settings["tta"] or checkpoint_tta(checkpoint)
+    config = EvaluationConfig.from_dict(params)
+    tta = config.tta_for(checkpoint)
     history = checkpoint.get("history") or []
     trained_on = checkpoint.get("data") or {}
     if trained_on.get("md5") and trained_on["md5"] != data_report["source"]["md5"]:
@@ -107,7 +70,7 @@ def evaluate_model(
             trained_on["md5"],
             data_report["source"]["md5"],
         )
-    device = resolve_device(settings["device"])
+    device = resolve_device(config.device)
     class_names = list(data_report["class_names"])
     labels = np.asarray(test_split["labels"], dtype=np.int64)
     recipe = inference_recipe(checkpoint.get("training_config"), checkpoint["model_name"], device)
@@ -123,7 +86,7 @@ def evaluate_model(
             test_split["images"],
             normalization["mean"],
             normalization["std"],
-            batch_size=settings["batch_size"],
+            batch_size=config.batch_size,
             tta=mode,
             device=device,
             autocast_dtype=recipe.autocast_dtype,
@@ -135,8 +98,8 @@ def evaluate_model(
     predictions = probabilities.argmax(axis=1)
     confusion = confusion_matrix(labels, predictions, len(class_names))
     per_class = per_class_scores(confusion, class_names)
-    reliability = reliability_table(probabilities, labels, settings["calibration_bins"])
-    errors = most_confident_errors(probabilities, labels, class_names, settings["top_errors"])
+    reliability = reliability_table(probabilities, labels, config.calibration_bins)
+    errors = most_confident_errors(probabilities, labels, class_names, config.top_errors)
 
     cost = {
         "parameters": count_parameters(model),
@@ -145,9 +108,9 @@ def evaluate_model(
             tta=tta,
             recipe=recipe,
             device=device,
-            batch_size=settings["throughput_batch_size"],
-            batches=settings["throughput_batches"],
-            latency_repeats=settings["latency_repeats"],
+            batch_size=config.throughput_batch_size,
+            batches=config.throughput_batches,
+            latency_repeats=config.latency_repeats,
         ),
         "training_time_s": float(history[-1]["train_time_s"]) if history else None,  # steady state
         "compile_time_s": float(history[-1].get("compile_time_s") or 0.0) if history else None,
@@ -180,7 +143,7 @@ def evaluate_model(
             "training_config": checkpoint.get("training_config"),
             "seed": (checkpoint.get("training_config") or {}).get("seed"),
             "epochs": checkpoint.get("epoch"),
-            "evaluation": settings,
+            "evaluation": config_to_dict(config),
             "git_commit": git_commit(),
         },
     }
