@@ -20,12 +20,18 @@ TTA_VIEWS = {"none": 1, "flip": 2, "flip_translate": 6}
 TTA_MODES = tuple(TTA_VIEWS)
 
 
-def load_model(checkpoint: dict[str, Any], device: str | torch.device | None = None) -> nn.Module:
-    """The checkpoint's model in eval mode, with its EMA weights when it has them."""
+def load_model(
+    checkpoint: dict[str, Any], device: str | torch.device | None = None, channels_last: bool = False
+) -> nn.Module:
+    """The checkpoint's model in eval mode, with its EMA weights when it has them, uncompiled.
+
+    ``channels_last`` stores it in that memory format, for inputs in that format.
+    """
     model = build_model(checkpoint["model_name"], checkpoint["model_config"])
     state = checkpoint.get("ema_state") or checkpoint["model_state"]
     model.load_state_dict(state)
-    return model.to(resolve_device(device)).eval()
+    model = model.to(resolve_device(device)).eval()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def tta_mode(tta: bool | str | None) -> str:
