@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
+from image_recognition.errors import ParameterError
 from image_recognition.models import build_model, validate_model_config
 from image_recognition.pipelines.evaluation.nodes import evaluate_model
 
@@ -68,3 +72,18 @@ def test_costs_in_the_recipes_precision_and_memory_format(test_split):
 def test_compile_time_is_reported_apart(test_split):
     assert evaluate(test_split, history_extra={"compile_time_s": 12.5})["cost"]["compile_time_s"] == 12.5
     assert evaluate(test_split)["cost"]["compile_time_s"] == 0.0  # an old checkpoint without it
+
+
+def test_an_unknown_setting_fails_naming_its_file(test_split):
+    with pytest.raises(ParameterError, match=r"evaluation\.batchsize.*conf/base/parameters_evaluation\.yml"):
+        evaluate(test_split, params={"batchsize": 8})
+
+
+def test_evaluation_imports_nothing_from_training():
+    """Evaluation needs a checkpoint, not the training engine: its modules import no image_recognition.training."""
+    code = (
+        "import sys, image_recognition.pipelines.evaluation; "
+        "print(sorted(m for m in sys.modules if m.startswith('image_recognition.training')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
