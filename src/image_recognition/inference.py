@@ -13,22 +13,35 @@ from image_recognition.device import autocast, resolve_device
 from image_recognition.models import build_model
 from image_recognition.tensors import Normalizer, as_uint8_tensor
 
+# Test-time augmentation modes and the forward passes each prediction averages,
+# as tta_logits computes them: the image; it and its mirror; and for
+# flip_translate those two again at two 1-pixel shifts.
+TTA_VIEWS = {"none": 1, "flip": 2, "flip_translate": 6}
+TTA_MODES = tuple(TTA_VIEWS)
 
-def load_model(checkpoint: dict[str, Any], device: str | torch.device | None = None) -> nn.Module:
-    """The checkpoint's model in eval mode, with its EMA weights when it has them."""
+
+def load_model(
+    checkpoint: dict[str, Any], device: str | torch.device | None = None, channels_last: bool = False
+) -> nn.Module:
+    """The checkpoint's model in eval mode, with its EMA weights when it has them, uncompiled.
+
+    ``channels_last`` stores it in that memory format, for inputs in that format.
+    """
     model = build_model(checkpoint["model_name"], checkpoint["model_config"])
     state = checkpoint.get("ema_state") or checkpoint["model_state"]
     model.load_state_dict(state)
-    return model.to(resolve_device(device)).eval()
+    model = model.to(resolve_device(device)).eval()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def _normalize_tta(tta: bool | str | None) -> str:
+def tta_mode(tta: bool | str | None) -> str:
+    """The mode a TTA setting names: True is ``flip_translate``, False and None are ``none``."""
     if tta is True:
         return "flip_translate"
-    if tta in (False, None, "none"):
+    if tta is False or tta is None:
         return "none"
-    if tta not in ("flip", "flip_translate"):
-        raise ValueError(f"tta must be a bool, 'none', 'flip' or 'flip_translate', got {tta!r}")
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be a bool or one of {', '.join(TTA_MODES)}, got {tta!r}")
     return tta
 
 
@@ -39,7 +52,7 @@ def tta_logits(model: nn.Module, images: torch.Tensor, tta: bool | str | None) -
     that, plus half the flip-mean over the batch shifted one pixel up-left and
     one pixel down-right (reflect padding), as in the CIFAR speed records.
     """
-    mode = _normalize_tta(tta)
+    mode = tta_mode(tta)
     if mode == "none":
         return model(images).float()
 

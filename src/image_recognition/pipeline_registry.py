@@ -14,19 +14,18 @@ training and evaluation nodes and datasets, so kedro viz collapses them per mode
 
 from kedro.pipeline import Pipeline
 
+from image_recognition.models import MODEL_NAMES
 from image_recognition.pipelines import data_processing, evaluation, reporting, training
-
-MODELS = ("simple_cnn", "cnn", "vit")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines."""
     data = data_processing.create_pipeline()
     pipelines: dict[str, Pipeline] = {"data_processing": data}
-    for model in MODELS:
+    for model in MODEL_NAMES:
         pipelines[f"train_{model}"] = data + training.create_pipeline(model)
         pipelines[f"evaluate_{model}"] = evaluation.create_pipeline(model)
-    pipelines["evaluation"] = sum((pipelines[f"evaluate_{m}"] for m in MODELS), Pipeline([]))
-    pipelines["reporting"] = reporting.create_pipeline(MODELS)
+    pipelines["evaluation"] = sum((pipelines[f"evaluate_{m}"] for m in MODEL_NAMES), Pipeline([]))
+    pipelines["reporting"] = reporting.create_pipeline(MODEL_NAMES)
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     return pipelines

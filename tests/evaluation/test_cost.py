@@ -7,14 +7,15 @@ import torch
 from torch import nn
 
 from image_recognition.evaluation.cost import (
-    TTA_VIEWS,
     InferenceRecipe,
     count_flops,
     inference_recipe,
     measure_cost,
     measure_latency_ms,
     measure_throughput,
+    training_times,
 )
+from image_recognition.inference import TTA_VIEWS
 
 CPU = torch.device("cpu")
 FP32 = InferenceRecipe(autocast_dtype=None, channels_last=False)
@@ -86,3 +87,26 @@ def test_cost_states_its_views_and_flops_per_prediction(tta, views):
     assert (cost["precision"], cost["memory_format"], cost["throughput_batches"]) == ("fp32", "contiguous", 2)
     if views == 1:
         assert cost["throughput_predictions_per_s"] == cost["throughput_images_per_s"]  # measured once
+
+
+def test_cost_record_counts_parameters_and_takes_training_times_from_the_last_epoch():
+    model = Recorder()
+    history = [{"train_time_s": 1.0, "compile_time_s": 9.0}, {"train_time_s": 2.5, "compile_time_s": 9.0}]
+    cost = measure_cost(
+        model, tta="none", recipe=FP32, device=CPU, batch_size=2, batches=1, latency_repeats=1, history=history
+    )
+    assert cost["parameters"] == sum(p.numel() for p in model.parameters())
+    assert (cost["training_time_s"], cost["compile_time_s"]) == (2.5, 9.0)
+    assert (cost["device"], cost["peak_memory_mib"]) == ("cpu", None) and cost["device_name"]
+
+
+@pytest.mark.parametrize(
+    ("history", "times"),
+    [
+        (None, (None, None)),  # no history: nothing to report
+        ([{"train_time_s": 3}], (3.0, 0.0)),  # a checkpoint from before compile times were recorded
+        ([{"train_time_s": 3, "compile_time_s": None}], (3.0, 0.0)),
+    ],
+)
+def test_training_times_of_old_or_missing_histories(history, times):
+    assert tuple(training_times(history).values()) == times

@@ -16,6 +16,7 @@ from image_recognition.evaluation.metrics import (
     most_confident_errors,
     per_class_scores,
     reliability_table,
+    score_logits,
     softmax,
 )
 
@@ -81,6 +82,26 @@ def test_most_confident_errors_by_hand():
     assert errors["index"].tolist() == [0, 3]
     assert errors["predicted_class"].tolist() == ["cat", "dog"] and errors["true_class"].tolist() == ["dog", "cat"]
     np.testing.assert_allclose(errors["confidence"], [0.9, 0.7])
+
+
+def test_scores_of_the_tta_logits_with_the_plain_accuracy_beside():
+    labels = np.array([0, 1, 1])
+    logits = {
+        "none": np.array([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0]]),
+        "flip": np.array([[2.0, 0.0], [0.0, 2.0], [0, 2.0]]),
+    }
+    scores = score_logits(logits, labels, ("cat", "dog"), "flip", calibration_bins=4, top_errors=1)
+    quality = scores.quality
+    assert (quality["accuracy"], quality["accuracy_no_tta"], quality["tta"], quality["test_images"]) == (
+        1,
+        2 / 3,
+        "flip",
+        3,
+    )
+    assert quality["macro_f1"] == 1.0 and quality["mean_loss"] == pytest.approx(np.log(1 + np.exp(-2.0)))
+    assert scores.confusion.to_dict("list") == {"true_class": ["cat", "dog"], "cat": [1, 0], "dog": [0, 2]}
+    assert len(scores.reliability) == 4 and scores.errors.empty  # no mistakes with flips
+    assert score_logits(logits, labels, ["cat", "dog"], "none").errors["index"].tolist() == [1]
 
 
 def test_flops_of_a_linear_layer_by_hand():

@@ -1,4 +1,4 @@
-"""What a model costs: parameters, FLOPs, throughput, latency and peak memory.
+"""What a model costs: parameters, FLOPs, throughput, latency, peak memory and training time.
 
 Every speed is measured the way the model is used: in its training recipe's
 precision and memory format, and, for predictions, with the test-time
@@ -7,6 +7,7 @@ augmentation views its accuracy counts.
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -19,13 +20,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from image_recognition.device import autocast, autocast_dtype, synchronize, use_channels_last
-from image_recognition.inference import tta_logits
-from image_recognition.models import CONVNET_NAMES
-from image_recognition.training.config import TrainingConfig
-
-# Forward passes per prediction of each TTA mode, as ``tta_logits`` computes them:
-# the image and its mirror, and for flip_translate both again at two 1-pixel shifts.
-TTA_VIEWS = {"none": 1, "flip": 2, "flip_translate": 6}
+from image_recognition.inference import TTA_VIEWS, tta_logits
+from image_recognition.models import CONVNET_NAMES, count_parameters
 
 
 @dataclass(frozen=True)
@@ -46,13 +42,15 @@ class InferenceRecipe:
 
 
 def inference_recipe(training_config: dict[str, Any] | None, model_name: str, device: torch.device) -> InferenceRecipe:
-    """The recipe's ``autocast`` and ``channels_last`` on ``device``; missing keys take the training defaults."""
+    """The recipe's ``autocast`` and ``channels_last`` on ``device``.
+
+    A checkpoint without these keys was trained with their default, ``"auto"``
+    (the fast setting on CUDA only), which is how it is resolved here.
+    """
     config = training_config or {}
     return InferenceRecipe(
-        autocast_dtype=autocast_dtype(config.get("autocast", TrainingConfig.autocast), device),
-        channels_last=use_channels_last(
-            config.get("channels_last", TrainingConfig.channels_last), device, model_name in CONVNET_NAMES
-        ),
+        autocast_dtype=autocast_dtype(config.get("autocast", "auto"), device),
+        channels_last=use_channels_last(config.get("channels_last", "auto"), device, model_name in CONVNET_NAMES),
     )
 
 
@@ -143,8 +141,15 @@ def measure_cost(  # noqa: PLR0913 (the evaluation settings, named)
     batch_size: int,
     batches: int,
     latency_repeats: int,
+    history: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """FLOPs and speed of one view and of one ``tta`` prediction, in the recipe's precision and layout."""
+    """What the model costs, as the ``cost`` of its metrics record.
+
+    FLOPs and speed of one view and of one ``tta`` prediction, in the recipe's
+    precision and layout; the parameter count; the steady-state training and
+    the compile time of the last epoch in ``history`` (None without one); and
+    the device's peak memory since the caller's :func:`reset_peak_memory`.
+    """
     views = TTA_VIEWS[tta]
     flops = count_flops(model)
     images_per_s = measure_throughput(model, batch_size, device, batches, recipe=recipe)
@@ -152,6 +157,7 @@ def measure_cost(  # noqa: PLR0913 (the evaluation settings, named)
         images_per_s if views == 1 else measure_throughput(model, batch_size, device, batches, tta=tta, recipe=recipe)
     )
     return {
+        "parameters": count_parameters(model),
         "tta_views": views,
         "flops_per_image": flops,  # one view
         "flops_per_prediction": flops * views,  # every TTA view of one test image
@@ -161,7 +167,29 @@ def measure_cost(  # noqa: PLR0913 (the evaluation settings, named)
         "latency_ms": measure_latency_ms(model, device, latency_repeats, recipe=recipe),  # one view
         "precision": recipe.precision,
         "memory_format": recipe.memory_format,
+        **training_times(history),
+        "peak_memory_mib": peak_memory_mib(device),
+        "device": str(device),
+        "device_name": device_name(device),
     }
+
+
+def training_times(history: list[dict[str, Any]] | None) -> dict[str, float | None]:
+    """Seconds of steady-state training and of compiling, from the last epoch of a training history.
+
+    A history from before compile times were recorded counts 0 s of compiling.
+    """
+    if not history:
+        return {"training_time_s": None, "compile_time_s": None}
+    last = history[-1]
+    return {"training_time_s": float(last["train_time_s"]), "compile_time_s": float(last.get("compile_time_s") or 0.0)}
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name on CUDA, else the processor's (``"cpu"`` where the platform does not say)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or "cpu"
 
 
 def reset_peak_memory(device: torch.device) -> None:

@@ -2,10 +2,13 @@
 
 Each function takes integer labels and (N, classes) probabilities or
 predictions, and returns plain Python values or pandas tables that the
-catalog can store as JSON or CSV.
+catalog can store as JSON or CSV; ``score_logits`` computes them all.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -101,3 +104,53 @@ def most_confident_errors(
             "confidence": confidence[order],
         }
     )
+
+
+def confusion_table(confusion: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """The confusion matrix as a table: a ``true_class`` column, then one column per predicted class."""
+    table = pd.DataFrame(confusion, columns=class_names)
+    table.insert(0, "true_class", class_names)
+    return table
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One model's test predictions, scored: the headline numbers and the tables the report reads."""
+
+    quality: dict[str, Any]  # the ``quality`` of the metrics record
+    per_class: pd.DataFrame
+    confusion: pd.DataFrame  # as confusion_table
+    reliability: pd.DataFrame
+    errors: pd.DataFrame  # the most confident mistakes
+
+
+def score_logits(  # noqa: PLR0913 (the evaluation settings, named)
+    logits: dict[str, np.ndarray],
+    labels: np.ndarray,
+    class_names: list[str],
+    tta: str,
+    calibration_bins: int = 15,
+    top_errors: int = 24,
+) -> Scores:
+    """Score the ``tta`` logits against ``labels``; ``logits["none"]`` gives the accuracy without TTA.
+
+    ``calibration_bins`` sets the reliability table, ``top_errors`` how many
+    confident mistakes are kept.
+    """
+    class_names = list(class_names)
+    probabilities = softmax(logits[tta].astype(np.float64))
+    predictions = probabilities.argmax(axis=1)
+    confusion = confusion_matrix(labels, predictions, len(class_names))
+    per_class = per_class_scores(confusion, class_names)
+    reliability = reliability_table(probabilities, labels, calibration_bins)
+    quality = {
+        "accuracy": float((predictions == labels).mean()),
+        "accuracy_no_tta": float((logits["none"].argmax(axis=1) == labels).mean()),
+        "tta": tta,
+        "mean_loss": mean_cross_entropy(probabilities, labels),
+        "ece": expected_calibration_error(reliability),
+        "macro_f1": float(per_class["f1"].mean()),
+        "test_images": len(labels),
+    }
+    errors = most_confident_errors(probabilities, labels, class_names, top_errors)
+    return Scores(quality, per_class, confusion_table(confusion, class_names), reliability, errors)

@@ -11,9 +11,9 @@ from typing import Any
 from torch import nn
 
 from image_recognition.models.cnn import CNNConfig, FastCNN, whitening_filters
-from image_recognition.models.config import config_from_dict, config_to_dict
 from image_recognition.models.simple_cnn import SimpleCNN, SimpleCNNConfig
 from image_recognition.models.vit import VisionTransformer, ViTConfig
+from image_recognition.params import config_from_dict, config_to_dict
 
 # name -> (config dataclass, model class)
 _REGISTRY: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {

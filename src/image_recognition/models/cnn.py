@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from image_recognition.models.config import require_positive
+from image_recognition.params import require_positive
 
 logger = logging.getLogger(__name__)
 

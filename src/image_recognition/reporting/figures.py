@@ -14,8 +14,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-# One colour per model across every figure.
-MODEL_COLOURS = {"simple_cnn": "#7f7f7f", "cnn": "#1f77b4", "vit": "#d62728"}
+from image_recognition.models import MODEL_NAMES
+
+# One colour per model across every figure, in the order of MODEL_NAMES
+# (simple_cnn grey, cnn blue, vit red); a model without one takes a fallback.
+_PALETTE = ("#7f7f7f", "#1f77b4", "#d62728")
+MODEL_COLOURS = dict(zip(MODEL_NAMES, _PALETTE, strict=False))
 _FALLBACK_COLOURS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 
 

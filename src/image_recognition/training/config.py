@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from image_recognition.models.config import config_from_dict
+from image_recognition.inference import TTA_MODES, tta_mode
+from image_recognition.params import config_from_dict, non_negative_int, positive_int, require_positive
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTOCAST_MODES = ("auto", "bf16", "off")
 AUTO_FLAGS = ("auto", True, False)
-TTA_MODES = ("none", "flip", "flip_translate")
 # "random": a fresh coin per image and epoch. "alternating" (airbench): one
 # seeded coin per image for epoch 0, the opposite side every other epoch, so
 # every image is seen both ways in any two consecutive epochs.
@@ -111,22 +110,14 @@ class TrainingConfig:
         """Build and validate; unknown keys raise a ValueError naming the allowed ones."""
         return config_from_dict(cls, values, "training")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists, not tuples) that a weights_only checkpoint can hold."""
-        return {
-            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
-        }
-
     @property
     def mixes(self) -> bool:
         """Whether batches are mixed (MixUp or CutMix), so targets are soft."""
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
     def __post_init__(self) -> None:
-        if self.tta is True:
-            self.tta = "flip_translate"
-        elif self.tta is False:
-            self.tta = "none"
+        if isinstance(self.tta, bool):
+            self.tta = tta_mode(self.tta)
         if self.flip is True:
             self.flip = "random"
         elif self.flip is False:
@@ -135,15 +126,10 @@ class TrainingConfig:
         self._validate()
 
     def _validate(self) -> None:
-        _positive_int(epochs=self.epochs, batch_size=self.batch_size)
-        _positive_int(eval_batch_size=self.eval_batch_size, ema_every=self.ema_every)
-        _non_negative_int(
-            translate=self.translate,
-            cutout=self.cutout,
-            checkpoint_every=self.checkpoint_every,
-            log_every=self.log_every,
-            whiten_bias_epochs=self.whiten_bias_epochs,
-        )
+        for name in ("epochs", "batch_size", "eval_batch_size", "ema_every"):
+            positive_int(f"training.{name}", getattr(self, name))
+        for name in ("translate", "cutout", "checkpoint_every", "log_every", "whiten_bias_epochs"):
+            non_negative_int(f"training.{name}", getattr(self, name))
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("device", self.device, DEVICES)
@@ -152,10 +138,7 @@ class TrainingConfig:
         _choice("fused_optimizer", self.fused_optimizer, AUTO_FLAGS)
         _choice("tta", self.tta, TTA_MODES)
         _choice("flip", self.flip, FLIP_MODES)
-        if not self.lr > 0:
-            raise ValueError(f"training: lr must be > 0, got {self.lr}")
-        if not self.bias_lr_scale > 0:
-            raise ValueError(f"training: bias_lr_scale must be > 0, got {self.bias_lr_scale}")
+        require_positive("training", lr=self.lr, bias_lr_scale=self.bias_lr_scale)
         for name in ("weight_decay", "grad_clip", "lr_start_factor", "lr_end_factor", "mixup_alpha", "cutmix_alpha"):
             if getattr(self, name) < 0:
                 raise ValueError(f"training: {name} must be >= 0, got {getattr(self, name)}")
@@ -171,18 +154,6 @@ class TrainingConfig:
             raise ValueError("training: lookahead needs ema_decay > 0 (it copies the EMA back)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"training: seed must be an integer, got {self.seed!r}")
-
-
-def _positive_int(**values: object) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"training: {name} must be a positive integer, got {value!r}")
-
-
-def _non_negative_int(**values: object) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"training: {name} must be a non-negative integer, got {value!r}")
 
 
 def _choice(name: str, value: object, allowed: tuple) -> None:

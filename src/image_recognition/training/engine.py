@@ -31,6 +31,7 @@ from image_recognition.device import (
 )
 from image_recognition.inference import tta_logits
 from image_recognition.models import CONVNET_NAMES, build_model, count_parameters, validate_model_config
+from image_recognition.params import config_to_dict
 from image_recognition.tensors import Normalizer, as_label_tensor, as_uint8_tensor
 from image_recognition.training.augment import alternating_flips, augment, random_flips
 from image_recognition.training.checkpoint import (
@@ -242,7 +243,7 @@ class _Trainer:
                 "delete the checkpoint or set resume: false"
             )
         saved = {k: v for k, v in checkpoint["training_config"].items() if k not in _OPERATIONAL_KEYS}
-        current = {k: v for k, v in self.config.to_dict().items() if k not in _OPERATIONAL_KEYS}
+        current = {k: v for k, v in config_to_dict(self.config).items() if k not in _OPERATIONAL_KEYS}
         changed = sorted(k for k in current if saved.get(k) != current[k])
         if changed:
             logger.warning(
@@ -521,7 +522,7 @@ class _Trainer:
             "format": CHECKPOINT_FORMAT,
             "model_name": self.model_name,
             "model_config": dict(self.model_config),
-            "training_config": self.config.to_dict(),
+            "training_config": config_to_dict(self.config),
             "model_state": clean_state_dict(self.model.state_dict()),
             "ema_state": clean_state_dict(self.ema.state_dict()) if self.ema else None,
             "optimizer_state": _to_cpu(self.optimizer.state_dict()),

@@ -8,28 +8,10 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from image_recognition.errors import ParameterError
+from image_recognition.params import non_negative_int, reject_unknown_keys
 
 SYNTHETIC_SCHEME = "synthetic"
 _SYNTHETIC_OPTIONS = {"train_per_class": 500, "test_per_class": 100, "seed": 0}
-
-
-def reject_unknown_keys(section: str, given: dict[str, Any], allowed: set[str]) -> None:
-    """Raise a ValueError naming any key of ``given`` that is not in ``allowed``."""
-    if not isinstance(given, dict):
-        raise ParameterError(f"parameter '{section}' must be a mapping, got {type(given).__name__}")
-    unknown = sorted(set(given) - allowed)
-    if unknown:
-        raise ParameterError(
-            f"unknown parameter(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
-            f"'{section}' accepts only: {', '.join(sorted(allowed))}. Fix the spelling in "
-            "conf/base/parameters_data_processing.yml or your --params"
-        )
-
-
-def _non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ParameterError(f"parameter {name} must be a non-negative integer, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -90,14 +72,14 @@ class DataParams:
             raise ParameterError(f"parameter cifar10.source.md5 must be a 32-character hex md5, got {md5!r}{hint}")
         download = params.get("download") or {}
         reject_unknown_keys("cifar10.download", download, {"retries", "timeout_s"})
-        retries = _non_negative_int("cifar10.download.retries", download.get("retries", 3))
+        retries = non_negative_int("cifar10.download.retries", download.get("retries", 3))
         timeout_s = download.get("timeout_s", 60)
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
             raise ParameterError(f"parameter cifar10.download.timeout_s must be a positive number, got {timeout_s!r}")
         expected = params.get("expected_sizes")
         if expected is not None:
             reject_unknown_keys("cifar10.expected_sizes", expected, {"train", "test"})
-            expected = {k: _non_negative_int(f"cifar10.expected_sizes.{k}", v) for k, v in expected.items()}
+            expected = {k: non_negative_int(f"cifar10.expected_sizes.{k}", v) for k, v in expected.items()}
         cache_dir = params.get("cache_dir", "data/01_raw")
         if not isinstance(cache_dir, str) or not cache_dir:
             raise ParameterError(f"parameter cifar10.cache_dir must be a folder path, got {cache_dir!r}")
@@ -107,6 +89,6 @@ class DataParams:
             retries=max(retries, 1),
             timeout_s=float(timeout_s),
             expected_sizes=expected,
-            validation_size=_non_negative_int("cifar10.validation_size", params.get("validation_size", 5000)),
-            seed=_non_negative_int("cifar10.seed", params.get("seed", 0)),
+            validation_size=non_negative_int("cifar10.validation_size", params.get("validation_size", 5000)),
+            seed=non_negative_int("cifar10.seed", params.get("seed", 0)),
         )

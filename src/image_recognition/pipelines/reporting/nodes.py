@@ -18,8 +18,12 @@ logger = logging.getLogger(__name__)
 RESULT_PARTS = ("metrics", "per_class", "confusion", "reliability", "errors")
 
 
-class NoEvaluatedModelsError(RuntimeError):
-    """The report needs at least one evaluated model."""
+class NoEvaluatedModelsError(InputError):
+    """The report needs at least one evaluated model: the message says how to evaluate one."""
+
+
+class StaleTestSplitError(InputError):
+    """The gallery's error indices belong to another version of the test split."""
 
 
 def gather_results(**inputs: Any) -> dict[str, dict[str, Any]]:
@@ -64,10 +68,6 @@ def plot_error_gallery(results: dict[str, Any], test_split: dict[str, Any]) -> g
                 f"or evaluate {model} again"
             )
     return figures.error_gallery(results, test_split["images"])
-
-
-class StaleTestSplitError(InputError):
-    """The gallery's error indices belong to another version of the test split."""
 
 
 def build_comparison_table(results: dict[str, Any]) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from image_recognition.errors import InputError, ParameterError
 from image_recognition.models import validate_model_config
+from image_recognition.params import config_to_dict
 from image_recognition.training.checkpoint import load_checkpoint
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.engine import NonFiniteLossError, train
@@ -34,7 +35,7 @@ def check_training_params(model: dict[str, Any], training: dict[str, Any]) -> di
     overrides = {key: value for key, value in model.items() if key != "name"}
     try:
         model_config = validate_model_config(name, overrides)
-        training_config = TrainingConfig.from_dict(training).to_dict()
+        training_config = config_to_dict(TrainingConfig.from_dict(training))
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"{exc}. Fix it in conf/base/parameters_train_*.yml or in --params") from None
     return {"model_name": name, "model_config": model_config, "training": training_config}

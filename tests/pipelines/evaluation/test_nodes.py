@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from image_recognition.errors import ParameterError
 from image_recognition.models import build_model, validate_model_config
-from image_recognition.pipelines.evaluation.nodes import evaluate_model, evaluation_settings
+from image_recognition.pipelines.evaluation.nodes import evaluate_model
 
 FAST = {"latency_repeats": 1, "throughput_batch_size": 4, "throughput_batches": 2, "batch_size": 16, "top_errors": 3}
 CLASSES = [f"class_{i}" for i in range(10)]
@@ -71,9 +74,16 @@ def test_compile_time_is_reported_apart(test_split):
     assert evaluate(test_split)["cost"]["compile_time_s"] == 0.0  # an old checkpoint without it
 
 
-def test_settings_default_to_the_checkpoint_tta_and_refuse_bad_values():
-    assert evaluation_settings({})["tta"] is None and evaluation_settings({})["throughput_batches"] >= 50
-    with pytest.raises(ParameterError, match="evaluation.tta must be null"):
-        evaluation_settings({"tta": "mirror"})
-    with pytest.raises(ParameterError, match="evaluation.throughput_batches must be a positive integer"):
-        evaluation_settings({"throughput_batches": 0})
+def test_an_unknown_setting_fails_naming_its_file(test_split):
+    with pytest.raises(ParameterError, match=r"evaluation\.batchsize.*conf/base/parameters_evaluation\.yml"):
+        evaluate(test_split, params={"batchsize": 8})
+
+
+def test_evaluation_imports_nothing_from_training():
+    """Evaluation needs a checkpoint, not the training engine: its modules import no image_recognition.training."""
+    code = (
+        "import sys, image_recognition.pipelines.evaluation; "
+        "print(sorted(m for m in sys.modules if m.startswith('image_recognition.training')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,66 @@
+"""Evaluation settings as one validated dataclass, built from the ``evaluation`` parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from image_recognition.errors import ParameterError
+from image_recognition.inference import TTA_MODES, tta_mode
+from image_recognition.params import positive_int, reject_unknown_keys
+
+# The settings that count something: each must be a positive integer.
+_COUNTS = (
+    "batch_size",
+    "throughput_batch_size",
+    "throughput_batches",
+    "latency_repeats",
+    "calibration_bins",
+    "top_errors",
+)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How a checkpoint is scored and timed on the test split (parameters_evaluation.yml)."""
+
+    # Test-time augmentation of the headline accuracy: None takes the
+    # checkpoint's own training tta, so a model trained without flips is not
+    # scored with them.
+    tta: str | None = None
+    batch_size: int = 1000  # evaluation batch size
+    throughput_batch_size: int = 256  # batch size of the throughput measurement
+    throughput_batches: int = 50  # timed batches after warm-up; fewer make a noisier figure
+    latency_repeats: int = 20  # single-image forward passes; the median is reported
+    calibration_bins: int = 15  # expected calibration error and its reliability table
+    top_errors: int = 24  # most confident mistakes kept for the gallery
+    device: str = "auto"  # cuda, then mps, then cpu
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any] | None) -> EvaluationConfig:
+        """The ``evaluation`` parameters over the defaults; unknown keys are refused."""
+        params = params or {}
+        reject_unknown_keys("evaluation", params, {field.name for field in dataclasses.fields(cls)})
+        return cls(**params)
+
+    def __post_init__(self) -> None:
+        if self.tta is not None and self.tta not in TTA_MODES:
+            raise ParameterError(
+                f"evaluation.tta must be null (the checkpoint's own) or one of {', '.join(TTA_MODES)}, got {self.tta!r}"
+            )
+        for name in _COUNTS:
+            positive_int(f"evaluation.{name}", getattr(self, name))
+
+    def tta_for(self, checkpoint: dict[str, Any]) -> str:
+        """The TTA mode to score ``checkpoint`` with: this config's, else the one it was validated with in training."""
+        if self.tta is not None:
+            return self.tta
+        tta = (checkpoint.get("training_config") or {}).get("tta", "none")
+        try:
+            return tta_mode(tta)
+        except ValueError:
+            raise ParameterError(
+                f"{checkpoint['model_name']} checkpoint has training tta {tta!r}; "
+                f"set evaluation.tta to one of {TTA_MODES}"
+            ) from None
