@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ from image_recognition.training.strong_augmentation import mix_batch, soft_targe
 logger = logging.getLogger(__name__)
 
 ArrayLike = np.ndarray | torch.Tensor
+# A data split as the catalog loads it: {"images": uint8 (N, 3, H, W), "labels": (N,)}.
+Split = Mapping[str, ArrayLike]
+# Per-channel statistics on the 0..1 scale: {"mean": [...], "std": [...]}.
+Normalization = Mapping[str, Sequence[float]]
 
 # History columns that measure time and so differ between identical runs.
 TIMING_KEYS = ("epoch_time_s", "images_per_s", "train_time_s", "wall_time_s", "compile_time_s")
@@ -90,22 +95,21 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch + 1) % (2**63 - 1)
 
 
-def train(  # noqa: PLR0913 (the node passes every input by name)
+def train(
     model_name: str,
     model_config: dict[str, Any] | None,
     training: dict[str, Any] | TrainingConfig,
-    train_images: np.ndarray | torch.Tensor,
-    train_labels: np.ndarray | torch.Tensor,
-    val_images: np.ndarray | torch.Tensor | None,
-    val_labels: np.ndarray | torch.Tensor | None,
-    mean: list[float],
-    std: list[float],
+    train_split: Split,
+    validation_split: Split | None,
+    normalization: Normalization,
     checkpoint_path: str | Path | None = None,
 ) -> TrainResult:
-    """Train ``model_name`` on uint8 images (N, 3, H, W) and validate each epoch.
+    """Train ``model_name`` on the training split and validate it each epoch.
 
-    ``mean``/``std`` are per-channel statistics on the 0..1 scale. Validation
-    data may be empty or None (the val columns are then NaN). With
+    A split is ``{"images": uint8 (N, 3, H, W), "labels": (N,)}``, as the
+    catalog loads it; ``normalization`` holds the per-channel ``mean`` and
+    ``std`` on the 0..1 scale (other keys are ignored). The validation split
+    may be empty or None (the val columns are then NaN). With
     ``checkpoint_path``, a checkpoint is written every ``checkpoint_every``
     epochs and at the end; with ``resume: true`` an existing one is continued.
     """
@@ -114,8 +118,8 @@ def train(  # noqa: PLR0913 (the node passes every input by name)
     device = resolve_device(config.device)
     # Training reseeds the global generators; fork them so the caller's stay as they were.
     with configure_backends(device, config.tf32), torch.random.fork_rng(devices=_cuda_devices(device)):
-        trainer = _Trainer(model_name, full_model_config, config, device, mean, std, checkpoint_path)
-        trainer.load_data(train_images, train_labels, val_images, val_labels)
+        trainer = _Trainer(model_name, full_model_config, config, device, normalization, checkpoint_path)
+        trainer.load_data(train_split, validation_split)
         return trainer.run()
 
 
@@ -135,8 +139,7 @@ class _Trainer:
         model_config: dict[str, Any],
         config: TrainingConfig,
         device: torch.device,
-        mean: list[float],
-        std: list[float],
+        normalization: Normalization,
         checkpoint_path: str | Path | None,
     ) -> None:
         self.started = time.perf_counter()
@@ -144,8 +147,8 @@ class _Trainer:
         self.model_config = model_config
         self.config = config
         self.device = device
-        self.mean = [float(m) for m in mean]
-        self.std = [float(s) for s in std]
+        self.mean = [float(m) for m in normalization["mean"]]
+        self.std = [float(s) for s in normalization["std"]]
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.normalize = Normalizer(self.mean, self.std, device)
         self.amp_dtype = autocast_dtype(config.autocast, device)
@@ -154,22 +157,16 @@ class _Trainer:
         # channels_last model fed NCHW inputs falls back to slow conversions.
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
 
-    def load_data(
-        self,
-        train_images: ArrayLike,
-        train_labels: ArrayLike,
-        val_images: ArrayLike | None,
-        val_labels: ArrayLike | None,
-    ) -> None:
+    def load_data(self, train_split: Split, validation_split: Split | None) -> None:
         """Move the uint8 splits to the device once; batches are sliced from there."""
-        self.train_x = as_uint8_tensor(train_images, self.device)
-        self.train_y = as_label_tensor(train_labels, len(self.train_x), self.device)
-        if val_images is None or len(val_images) == 0:
+        self.train_x = as_uint8_tensor(train_split["images"], self.device)
+        self.train_y = as_label_tensor(train_split["labels"], len(self.train_x), self.device)
+        if validation_split is None or len(validation_split["images"]) == 0:
             self.val_x = self.train_x[:0]
             self.val_y = self.train_y[:0]
         else:
-            self.val_x = as_uint8_tensor(val_images, self.device)
-            self.val_y = as_label_tensor(val_labels, len(self.val_x), self.device)
+            self.val_x = as_uint8_tensor(validation_split["images"], self.device)
+            self.val_y = as_label_tensor(validation_split["labels"], len(self.val_x), self.device)
         if len(self.train_x) == 0:
             raise ValueError("no training images")
         # One seeded coin per training image, for every epoch of the run (and
