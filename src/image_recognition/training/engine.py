@@ -158,6 +158,21 @@ def _flip_coins(count: int, seed: int, device: torch.device) -> torch.Tensor:
     return (torch.rand(count, generator=torch.Generator().manual_seed(seed)) < 0.5).to(device)
 
 
+class _EpochSums:
+    """An epoch's running sums, kept on the device: read once at the epoch's end, not at every step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.objective = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+
+    def add(self, objective: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add one step: its objective and plain loss (batch means) and its correct predictions."""
+        self.loss += loss * len(labels)
+        self.objective += objective.detach() * len(labels)
+        self.correct += (logits.detach().argmax(1) == labels).sum()
+
+
 class _Trainer:
     """State of one training run, all of it built in ``__init__``; :func:`train` is the public entry point."""
 
@@ -355,23 +370,13 @@ class _Trainer:
         )
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
-        config = self.config
-        seed = epoch_seed(config.seed, epoch)
-        torch.manual_seed(seed)  # dropout and drop-path draw from the global generator
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        # Per-batch choices made on the host (TrivialAugment's op counts,
-        # MixUp's lambda and box) come from a CPU generator, so that reading
-        # them never waits for the device.
-        host_generator = torch.Generator().manual_seed(seed)
+        """One pass over the training split in the epoch's seeded order; returns its history row."""
+        generator, host_generator = self._seed_epoch(epoch)
         order = torch.randperm(len(self.train_x), generator=generator, device=self.device)
         if hasattr(self.model, "freeze_whitening_bias"):
-            self.model.freeze_whitening_bias(epoch >= config.whiten_bias_epochs)
+            self.model.freeze_whitening_bias(epoch >= self.config.whiten_bias_epochs)
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        objective_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        # Per-step NaN checks force a device sync; on CUDA they run at log points only.
-        check_every_step = self.device.type != "cuda"
+        sums = _EpochSums(self.device)
         lr = self.optimizer.param_groups[0]["lr"]
         synchronize(self.device)
         start = time.perf_counter()
@@ -380,35 +385,54 @@ class _Trainer:
             images, labels, targets = self._batch(index, epoch, generator, host_generator)
             lr = self.optimizer.param_groups[0]["lr"]
             objective, loss, logits = self._step(images, labels, targets)
-            loss_sum += loss * len(labels)
-            objective_sum += objective.detach() * len(labels)
-            hard = labels if targets is None else targets.argmax(1)
-            correct += (logits.detach().argmax(1) == hard).sum()
-            logging_now = config.log_every and (step + 1) % config.log_every == 0
-            if check_every_step or logging_now:
-                self._check_finite(objective, epoch, step)
-            if logging_now:
-                elapsed = time.perf_counter() - start
-                logger.info(
-                    "epoch %d/%d step %d/%d: loss %.4f, %.0f img/s",
-                    epoch + 1,
-                    config.epochs,
-                    step + 1,
-                    self.steps_per_epoch,
-                    loss.item(),
-                    (step + 1) * self.batch_size / max(elapsed, 1e-9),
-                )
+            sums.add(objective, loss, logits, labels if targets is None else targets.argmax(1))
+            self._watch_step(epoch, step, objective, loss, start)
         synchronize(self.device)
-        seconds = time.perf_counter() - start
+        return self._epoch_row(epoch, sums, lr, time.perf_counter() - start)
+
+    def _seed_epoch(self, epoch: int) -> tuple[torch.Generator, torch.Generator]:
+        """Seed epoch ``epoch``'s randomness; return its (device, host) generators.
+
+        Dropout and drop-path draw from the global generator; data order and
+        augmentation from the device generator; per-batch choices made on the
+        host (TrivialAugment's op counts, MixUp's lambda and box) from a CPU
+        generator, so that reading them never waits for the device.
+        """
+        seed = epoch_seed(self.config.seed, epoch)
+        torch.manual_seed(seed)
+        return torch.Generator(device=self.device).manual_seed(seed), torch.Generator().manual_seed(seed)
+
+    def _watch_step(self, epoch: int, step: int, objective: torch.Tensor, loss: torch.Tensor, start: float) -> None:
+        """Stop on a non-finite loss and log progress every ``log_every`` steps.
+
+        Per-step NaN checks force a device sync; on CUDA they run at log points only.
+        """
+        logging_now = self.config.log_every and (step + 1) % self.config.log_every == 0
+        if self.device.type != "cuda" or logging_now:
+            self._check_finite(objective, epoch, step)
+        if logging_now:
+            elapsed = time.perf_counter() - start
+            logger.info(
+                "epoch %d/%d step %d/%d: loss %.4f, %.0f img/s",
+                epoch + 1,
+                self.config.epochs,
+                step + 1,
+                self.steps_per_epoch,
+                loss.item(),
+                (step + 1) * self.batch_size / max(elapsed, 1e-9),
+            )
+
+    def _epoch_row(self, epoch: int, sums: _EpochSums, lr: float, seconds: float) -> dict[str, Any]:
+        """The epoch's history row, training columns only; fails if the mean objective is not finite."""
         images_seen = self.steps_per_epoch * self.batch_size
-        mean_objective = objective_sum.item() / images_seen
+        mean_objective = sums.objective.item() / images_seen
         if not math.isfinite(mean_objective):
             raise self._non_finite_error(mean_objective, epoch, self.steps_per_epoch - 1)
         return {
             "epoch": epoch + 1,
-            "train_loss": loss_sum.item() / images_seen,
+            "train_loss": sums.loss.item() / images_seen,
             "train_objective": mean_objective,
-            "train_accuracy": correct.item() / images_seen,
+            "train_accuracy": sums.correct.item() / images_seen,
             "lr": float(lr),
             "epoch_time_s": seconds,
             "images_per_s": images_seen / max(seconds, 1e-9),
