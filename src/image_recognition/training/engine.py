@@ -39,6 +39,7 @@ from image_recognition.training.checkpoint import (
     clean_state_dict,
     load_checkpoint,
     save_checkpoint,
+    to_cpu,
 )
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.optim import (
@@ -565,7 +566,7 @@ class _Trainer:
             "training_config": self.config.to_dict(),
             "model_state": clean_state_dict(self.model.state_dict()),
             "ema_state": clean_state_dict(self.ema.state_dict()) if self.ema else None,
-            "optimizer_state": _to_cpu(self.optimizer.state_dict()),
+            "optimizer_state": to_cpu(self.optimizer.state_dict()),
             "scheduler_state": self.scheduler.state_dict(),
             "epoch": epochs_done,
             "global_step": self.global_step,
@@ -601,14 +602,3 @@ class _Trainer:
             setup_time_s=setup_time,
             compile_time_s=compile_time,
         )
-
-
-def _to_cpu(value: Any) -> Any:
-    """Copy every tensor in a nested dict/list structure to the CPU."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, dict):
-        return {key: _to_cpu(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_to_cpu(item) for item in value)
-    return value
