@@ -25,8 +25,8 @@ class TrainingDivergedError(InputError):
 def check_training_params(model: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
     """Validate the model and training parameters; return them in full.
 
-    A project hook calls this node before the pipeline starts, so a typo fails
-    the run before any data is fetched or decoded.
+    Tagged ``validates_parameters``: a project hook runs this node before the
+    pipeline starts, so a typo fails the run before any data is fetched or decoded.
     """
     if not isinstance(model, dict) or "name" not in model:
         raise ParameterError("parameter model.name is required: one of simple_cnn, cnn, vit")
@@ -38,9 +38,6 @@ def check_training_params(model: dict[str, Any], training: dict[str, Any]) -> di
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"{exc}. Fix it in conf/base/parameters_train_*.yml or in --params") from None
     return {"model_name": name, "model_config": model_config, "training": training_config}
-
-
-check_training_params.validates_parameters = True  # picked up by ValidateParametersHook
 
 
 def train_model(
@@ -75,13 +72,14 @@ def train_model(
     return {**result.checkpoint, "data": _training_data(data_report, train_split, validation_split)}, history
 
 
-train_model.records_input_versions = True  # InputVersionsHook adds _catalog_version
-
-
 def _training_data(
     data_report: dict[str, Any], train_split: dict[str, Any], validation_split: dict[str, Any]
 ) -> dict[str, Any]:
-    """What the checkpoint was trained on: the source archive and the splits' catalog versions."""
+    """What the checkpoint was trained on: the source archive and the splits' catalog versions.
+
+    The versions are the ``_catalog_version`` keys that the project's
+    InputVersionsHook adds for nodes tagged ``records_input_versions``.
+    """
     return {
         "md5": data_report["source"]["md5"],
         "url": data_report["source"]["url"],
