@@ -15,8 +15,8 @@ PIPELINE_NAME = "reporting"
 CONF_SOURCE = None
 
 
-def run_kedro_nodes(*node_names: str) -> dict[str, str]:
-    """Run Kedro nodes of the pipeline in the project folder; return the dataset versions saved."""
+def run_pipeline_nodes(*node_names: str) -> dict[str, str]:
+    """Run nodes of this DAG's pipeline in the project folder; return the dataset versions saved."""
     # Imported when the task runs: parsing this file needs Airflow alone.
     from image_recognition.airflow_support import run_kedro_nodes  # noqa: PLC0415
 
@@ -25,7 +25,7 @@ def run_kedro_nodes(*node_names: str) -> dict[str, str]:
 
 def kedro_task(task_id: str, node_names: list[str], **task_args):
     """One Airflow task running ``node_names`` (the nodes joined by in-memory datasets share a task)."""
-    return task(task_id=task_id, task_display_name=" + ".join(node_names), **task_args)(run_kedro_nodes)(*node_names)
+    return task(task_id=task_id, task_display_name=" + ".join(node_names), **task_args)(run_pipeline_nodes)(*node_names)
 
 
 @dag(
@@ -56,8 +56,8 @@ def kedro_task(task_id: str, node_names: list[str], **task_args):
 )
 def kedro_pipeline():
     tasks = {
-        "render-report-node": kedro_task(
-            "render-report-node",
+        "gather-results-to-render-report": kedro_task(
+            "gather-results-to-render-report",
             [
                 "gather_results_node",
                 "build_comparison_table_node",

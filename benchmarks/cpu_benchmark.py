@@ -108,12 +108,9 @@ def fit_epochs_to_budget(model_name: str, settings: dict[str, Any], train_images
         model_name,
         settings["model"],
         {**training, "epochs": 1, "checkpoint_every": 0, "log_every": 0, "resume": False},
-        probe_images,
-        train_labels[: len(probe_images)],
+        {"images": probe_images, "labels": train_labels[: len(probe_images)]},
         None,
-        None,
-        mean,
-        std,
+        {"mean": mean, "std": std},
     )
     images_per_s = probe.history[-1]["images_per_s"]
     epochs = max(1, math.floor(budget_s * images_per_s / len(train_images)))
@@ -145,12 +142,9 @@ def run_row(row: str, data, args: argparse.Namespace) -> dict[str, Any]:
         model_name,
         settings["model"],
         training,
-        train_images,
-        train_labels,
-        val_images,
-        val_labels,
-        mean,
-        std,
+        {"images": train_images, "labels": train_labels},
+        {"images": val_images, "labels": val_labels},
+        {"mean": mean, "std": std},
         checkpoint,
     )
     wall = time.perf_counter() - started

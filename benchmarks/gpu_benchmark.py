@@ -89,12 +89,9 @@ def _run(settings: dict[str, Any], model: str, data: dict[str, Any]) -> dict[str
         model,
         settings["model"],
         settings["training"],
-        data["train_images"],
-        data["train_labels"],
+        {"images": data["train_images"], "labels": data["train_labels"]},
         None,
-        None,
-        data["mean"],
-        data["std"],
+        {"mean": data["mean"], "std": data["std"]},
     )
     wall = time.perf_counter() - started
     accuracy, eval_seconds = test_accuracy(

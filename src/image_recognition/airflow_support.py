@@ -89,46 +89,66 @@ def run_kedro_nodes(
 ) -> dict[str, str]:
     """Run ``node_names`` of ``pipeline_name`` in one Kedro session; return the versions it saved.
 
-    The Kedro environment is the DAG param ``kedro_env``, else ``KEDRO_ENV``,
-    else the project's default (``local``); the DAG param ``kedro_params``
-    (nested) overrides parameters like ``kedro run --params``. A node's exception propagates, so
-    Airflow marks the task failed (and retries it as configured) with the
-    node's traceback in the task log.
+    Inputs that an upstream task of this DAG run saved load at that version.
+    A node's exception propagates, so Airflow marks the task failed (and
+    retries it as configured) with the node's traceback in the task log.
     """
     from airflow.sdk import get_current_context  # noqa: PLC0415 - see module docstring
     from kedro.framework.project import pipelines  # noqa: PLC0415
-    from kedro.framework.session import KedroSession  # noqa: PLC0415
     from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
-    from kedro.io import AbstractVersionedDataset  # noqa: PLC0415
 
     context = get_current_context()
     node_names = list(node_names)
-    params = context.get("params") or {}
-    env = params.get("kedro_env") or None
-    runtime_params = dict(params.get("kedro_params") or {})
     project_path = find_project_path(package_name, dag_file)
     produced_upstream = upstream_versions(context)
-
     with working_directory(project_path):
         bootstrap_project(project_path)
         nodes = pipelines[pipeline_name].filter(node_names=node_names)
         load_versions = {name: produced_upstream[name] for name in nodes.inputs() if name in produced_upstream}
-        with KedroSession.create(
-            project_path=project_path, env=env, runtime_params=runtime_params, conf_source=conf_source
-        ) as session:
-            logger.info(
-                "Kedro env %s, project %s, nodes %s, pinned inputs %s",
-                session.store.get("env") or "default",
-                project_path,
-                node_names,
-                load_versions or "none",
-            )
-            session.run(pipeline_names=[pipeline_name], node_names=node_names, load_versions=load_versions)
-            save_version = session.store["session_id"]
-            catalog = session.load_context().catalog
+        save_version, catalog = _run_in_session(
+            project_path, pipeline_name, node_names, load_versions, context.get("params") or {}, conf_source
+        )
+    return _saved_versions(nodes, catalog, save_version)
 
-    saved = {}
-    for name in sorted(nodes.all_outputs()):
-        if name in catalog and isinstance(catalog.get(name), AbstractVersionedDataset):
-            saved[name] = save_version
-    return saved
+
+def _run_in_session(
+    project_path: Path,
+    pipeline_name: str,
+    node_names: list[str],
+    load_versions: dict[str, str],
+    dag_params: Mapping[str, Any],
+    conf_source: str | None,
+) -> tuple[str, Any]:
+    """Run the nodes in a new Kedro session; return its save version and its catalog.
+
+    The Kedro environment is the DAG param ``kedro_env``, else ``KEDRO_ENV``,
+    else the project's default (``local``); the DAG param ``kedro_params``
+    (nested) overrides parameters like ``kedro run --params``.
+    """
+    from kedro.framework.session import KedroSession  # noqa: PLC0415 - see module docstring
+
+    env = dag_params.get("kedro_env") or None
+    runtime_params = dict(dag_params.get("kedro_params") or {})
+    with KedroSession.create(
+        project_path=project_path, env=env, runtime_params=runtime_params, conf_source=conf_source
+    ) as session:
+        logger.info(
+            "Kedro env %s, project %s, nodes %s, pinned inputs %s",
+            session.store.get("env") or "default",
+            project_path,
+            node_names,
+            load_versions or "none",
+        )
+        session.run(pipeline_names=[pipeline_name], node_names=node_names, load_versions=load_versions)
+        return session.store["session_id"], session.load_context().catalog
+
+
+def _saved_versions(nodes: Any, catalog: Any, save_version: str) -> dict[str, str]:
+    """``{dataset: save_version}`` for every versioned dataset among the outputs of ``nodes``."""
+    from kedro.io import AbstractVersionedDataset  # noqa: PLC0415 - see module docstring
+
+    return {
+        name: save_version
+        for name in sorted(nodes.all_outputs())
+        if name in catalog and isinstance(catalog.get(name), AbstractVersionedDataset)
+    }

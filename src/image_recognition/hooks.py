@@ -9,9 +9,14 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
 
 logger = logging.getLogger(__name__)
+
+# Node tags the hooks act on, set where each pipeline is declared (pipelines/*/pipeline.py),
+# so kedro viz shows which nodes a hook touches.
+VALIDATES_PARAMETERS = "validates_parameters"
+RECORDS_INPUT_VERSIONS = "records_input_versions"
 
 
 class DiscardFailedRunHook:
@@ -43,31 +48,31 @@ class DiscardFailedRunHook:
 class ValidateParametersHook:
     """Run the parameter-checking nodes before anything else in the pipeline.
 
-    Nodes whose function has ``validates_parameters = True`` take only
-    parameters, so they can run before the first node: a typo in a training
-    recipe then fails the run at once, not after the data stages.
+    Nodes tagged ``validates_parameters`` take only parameters, so they can run
+    before the first node: a typo in a training recipe then fails the run at
+    once, not after the data stages. (They run again in their place, where
+    their output is used.)
     """
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
-        for node in pipeline.nodes:
-            if getattr(node.func, "validates_parameters", False):
-                node.run({name: catalog.load(name) for name in node.inputs})
+        for node in pipeline.only_nodes_with_tags(VALIDATES_PARAMETERS).nodes:
+            node.run({name: catalog.load(name) for name in node.inputs})
 
 
 class InputVersionsHook:
     """Tell provenance-recording nodes which catalog versions they were given.
 
     Nodes never see the catalog, so they cannot know that their checkpoint is
-    version ``2026-…Z`` of ``cnn.checkpoint``. For nodes whose function has
-    ``records_input_versions = True``, every dict loaded from a versioned
-    dataset is handed over as a copy with a ``_catalog_version`` key; this
-    respects ``--load-versions`` pins.
+    version ``2026-…Z`` of ``cnn.checkpoint``. For nodes tagged
+    ``records_input_versions``, every dict loaded from a versioned dataset is
+    handed over as a copy with a ``_catalog_version`` key; this respects
+    ``--load-versions`` pins.
     """
 
     @hook_impl
-    def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
-        if not getattr(node.func, "records_input_versions", False):
+    def before_node_run(self, node: Node, catalog: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        if RECORDS_INPUT_VERSIONS not in node.tags:
             return None
         updated = {}
         for name, value in inputs.items():

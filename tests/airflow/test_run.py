@@ -103,7 +103,7 @@ def test_a_task_loads_the_versions_of_its_own_dag_run(train_vit_run, monkeypatch
         return {"params": {"kedro_env": "demo"}, "ti": TaskInstance(pushed)}
 
     monkeypatch.setenv(project_path_variable("image_recognition"), str(project))
-    pushed = {"build-data-report-node": {"cifar10_train": run_version, "cifar10_test": run_version}}
+    pushed = {"decode-cifar10-to-build-data-report": {"cifar10_train": run_version, "cifar10_test": run_version}}
     monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: context(pushed))
     saved = run_kedro_nodes("image_recognition", "train_vit", ["compute_normalization_node"])
     assert list(saved) == ["normalization_stats"]

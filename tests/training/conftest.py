@@ -33,10 +33,7 @@ def data_args(synthetic: CIFAR10Arrays, stats: tuple[list[float], list[float]]) 
     """Keyword arguments of ``train`` for the data: validation is the synthetic test split."""
     mean, std = stats
     return {
-        "train_images": synthetic.train_images,
-        "train_labels": synthetic.train_labels,
-        "val_images": synthetic.test_images,
-        "val_labels": synthetic.test_labels,
-        "mean": mean,
-        "std": std,
+        "train_split": {"images": synthetic.train_images, "labels": synthetic.train_labels},
+        "validation_split": {"images": synthetic.test_images, "labels": synthetic.test_labels},
+        "normalization": {"mean": mean, "std": std},
     }

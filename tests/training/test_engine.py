@@ -108,9 +108,9 @@ _CHILD = textwrap.dedent(
     args = json.loads(sys.argv[2])
     train(
         args["name"], args["model"], args["training"],
-        arrays["train_images"], arrays["train_labels"],
-        arrays["val_images"], arrays["val_labels"],
-        args["mean"], args["std"], sys.argv[3],
+        {"images": arrays["train_images"], "labels": arrays["train_labels"]},
+        {"images": arrays["val_images"], "labels": arrays["val_labels"]},
+        args["normalization"], sys.argv[3],
     )
     """
 )
@@ -119,14 +119,20 @@ _CHILD = textwrap.dedent(
 def _run_and_kill_after_first_checkpoint(tmp_path: Path, name: str, training: dict, data_args: dict) -> Path:
     """Start training in a child process and SIGKILL it once a checkpoint exists."""
     arrays = tmp_path / "data.npz"
-    np.savez(arrays, **{k: v for k, v in data_args.items() if k not in ("mean", "std")})
+    train_split, validation_split = data_args["train_split"], data_args["validation_split"]
+    np.savez(
+        arrays,
+        train_images=train_split["images"],
+        train_labels=train_split["labels"],
+        val_images=validation_split["images"],
+        val_labels=validation_split["labels"],
+    )
     checkpoint = tmp_path / "run.pt"
     args = {
         "name": name,
         "model": TINY_MODELS[name],
         "training": training,
-        "mean": data_args["mean"],
-        "std": data_args["std"],
+        "normalization": data_args["normalization"],
     }
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(arrays), json.dumps(args), str(checkpoint)],
@@ -198,13 +204,13 @@ def test_diverging_loss_stops_with_a_clear_error(data_args: dict) -> None:
 
 def test_overflowing_inputs_stop_within_two_steps(data_args: dict) -> None:
     # A near-zero std passes validation but scales the pixels to ~1e30.
-    poisoned = {**data_args, "std": [1e-30, 1e-30, 1e-30]}
+    poisoned = {**data_args, "normalization": {**data_args["normalization"], "std": [1e-30, 1e-30, 1e-30]}}
     with pytest.raises(NonFiniteLossError, match=r"became (nan|inf) at epoch 1, step [12]:"):
         train("simple_cnn", {}, {"epochs": 1, "batch_size": 50}, **poisoned)
 
 
 def test_non_finite_normalisation_statistics_are_refused(data_args: dict) -> None:
-    poisoned = {**data_args, "mean": [math.nan, 0.5, 0.5]}
+    poisoned = {**data_args, "normalization": {**data_args["normalization"], "mean": [math.nan, 0.5, 0.5]}}
     with pytest.raises(ValueError, match="must be finite"):
         train("cnn", TINY_MODELS["cnn"], {"epochs": 1}, **poisoned)
 
@@ -228,8 +234,9 @@ def test_invalid_configuration_is_refused_before_training(
 
 
 def test_mismatched_labels_are_refused(data_args: dict) -> None:
+    train_split = {**data_args["train_split"], "labels": data_args["train_split"]["labels"][:10]}
     with pytest.raises(ValueError, match="expected 1000 labels"):
-        train("simple_cnn", {}, {"epochs": 1}, **{**data_args, "train_labels": data_args["train_labels"][:10]})
+        train("simple_cnn", {}, {"epochs": 1}, **{**data_args, "train_split": train_split})
 
 
 def test_gpu_settings_run_on_cpu(data_args: dict) -> None:
@@ -250,7 +257,11 @@ def test_gpu_settings_run_on_cpu(data_args: dict) -> None:
 
 
 def test_compiled_tiny_model_trains_and_saves_unwrapped_weights(tmp_path: Path, data_args: dict) -> None:
-    small = {k: v[:200] if k not in {"mean", "std"} else v for k, v in data_args.items()}
+    small = {
+        **data_args,
+        "train_split": {key: value[:200] for key, value in data_args["train_split"].items()},
+        "validation_split": {key: value[:200] for key, value in data_args["validation_split"].items()},
+    }
     path = tmp_path / "compiled.pt"
     try:
         result = train(
@@ -278,27 +289,24 @@ def test_checkpoint_is_weights_only_loadable_and_rebuilds_the_model(tmp_path: Pa
     result = train("cnn", TINY_MODELS["cnn"], training, checkpoint_path=path, **data_args)
     raw = torch.load(path, weights_only=True)
     assert raw["model_name"] == "cnn"
-    assert raw["normalization"] == {"mean": data_args["mean"], "std": data_args["std"]}
+    assert raw["normalization"] == data_args["normalization"]
     assert [row["epoch"] for row in raw["history"]] == [1, 2]
     assert not list(tmp_path.glob("*.tmp"))  # the atomic write left no temporary file
 
     model = load_model(raw, device="cpu")
     assert not model.training
+    validation, stats = data_args["validation_split"], data_args["normalization"]
     logits = predict_logits(
-        model, data_args["val_images"], data_args["mean"], data_args["std"], batch_size=128, tta=True, device="cpu"
+        model, validation["images"], stats["mean"], stats["std"], batch_size=128, tta=True, device="cpu"
     )
-    accuracy = (logits.argmax(1).numpy() == data_args["val_labels"]).mean()
+    accuracy = (logits.argmax(1).numpy() == validation["labels"]).mean()
     assert accuracy == pytest.approx(result.final_metrics["val_accuracy"], abs=1e-6)
     for tta in (False, "flip"):
-        assert predict_logits(
-            model, data_args["val_images"][:5], data_args["mean"], data_args["std"], tta=tta
-        ).shape == (5, 10)
+        assert predict_logits(model, validation["images"][:5], stats["mean"], stats["std"], tta=tta).shape == (5, 10)
 
 
 def test_without_validation_data_the_val_columns_are_nan(data_args: dict) -> None:
-    result = train(
-        "simple_cnn", {}, {"epochs": 1, "batch_size": 250}, **{**data_args, "val_images": None, "val_labels": None}
-    )
+    result = train("simple_cnn", {}, {"epochs": 1, "batch_size": 250}, **{**data_args, "validation_split": None})
     assert math.isnan(result.history[0]["val_accuracy"])
 
 

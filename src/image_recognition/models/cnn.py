@@ -10,15 +10,12 @@ BatchNorm with a frozen unit scale, and a scaled-down linear head.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from image_recognition.params import require_positive
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -59,34 +59,38 @@ def learning_curves(results: dict[str, Any]) -> go.Figure:
     without_validation = []
     for position, (model, result) in enumerate(results.items()):
         history = result["history"]
-        splits = [("train", "dot")]
-        if has_values(history, "val_accuracy") or has_values(history, "val_loss"):
-            splits.append(("val", "solid"))
-        else:
+        validated = has_values(history, "val_accuracy") or has_values(history, "val_loss")
+        if not validated:
             without_validation.append(model)
-        for row, metric in ((1, "accuracy"), (2, "loss")):
-            for col, x_column in ((1, "epoch"), (2, "train_time_s")):
-                for split, dash in splits:
-                    label = f"{model} {split}" if len(splits) == 2 else f"{model} train (no validation split)"
-                    fig.add_trace(
-                        go.Scatter(
-                            x=history[x_column],
-                            y=pd.to_numeric(history[f"{split}_{metric}"], errors="coerce"),
-                            name=label,
-                            legendgroup=f"{model} {split}",
-                            showlegend=row == 1 and col == 1,
-                            mode="lines+markers",
-                            line={"color": colour(model, position), "dash": dash},
-                        ),
-                        row=row,
-                        col=col,
-                    )
+        _add_model_curves(fig, model, position, history, validated)
     fig.update_xaxes(title_text="epoch", col=1, row=2)
     fig.update_xaxes(title_text="training time (s, compile excluded)", col=2, row=2)
     title = "Learning curves (dotted: train, solid: validation; loss: plain cross-entropy)"
     if without_validation:
         title += f"<br>no validation split for {', '.join(without_validation)}: training curves only"
     return _layout(fig, title, 700)
+
+
+def _add_model_curves(fig: go.Figure, model: str, position: int, history: pd.DataFrame, validated: bool) -> None:
+    """One model's curves in the four panels: (accuracy, loss) by (epoch, training time); val ones if validated."""
+    splits = [("train", "dot"), ("val", "solid")] if validated else [("train", "dot")]
+    for row, metric in ((1, "accuracy"), (2, "loss")):
+        for col, x_column in ((1, "epoch"), (2, "train_time_s")):
+            for split, dash in splits:
+                label = f"{model} {split}" if validated else f"{model} train (no validation split)"
+                fig.add_trace(
+                    go.Scatter(
+                        x=history[x_column],
+                        y=pd.to_numeric(history[f"{split}_{metric}"], errors="coerce"),
+                        name=label,
+                        legendgroup=f"{model} {split}",
+                        showlegend=row == 1 and col == 1,
+                        mode="lines+markers",
+                        line={"color": colour(model, position), "dash": dash},
+                    ),
+                    row=row,
+                    col=col,
+                )
 
 
 def confusion_matrices(results: dict[str, Any]) -> go.Figure:

@@ -2,7 +2,7 @@
 
 from image_recognition.inference import load_model, predict_logits
 from image_recognition.models import validate_model_config
-from image_recognition.training.checkpoint import load_checkpoint, save_checkpoint, unwrap_model
+from image_recognition.training.checkpoint import load_checkpoint, save_checkpoint
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.engine import (
     TIMING_KEYS,
@@ -21,6 +21,5 @@ __all__ = [
     "predict_logits",
     "save_checkpoint",
     "train",
-    "unwrap_model",
     "validate_model_config",
 ]

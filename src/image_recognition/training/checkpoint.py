@@ -10,22 +10,10 @@ import os
 from typing import Any
 
 import torch
-from torch import nn
 
 from image_recognition.atomic import atomic_write
 
 CHECKPOINT_FORMAT = 1
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module under ``torch.compile`` (``_orig_mod``) and DDP (``.module``) wrappers."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
-            model = model.module
-        else:
-            return model
 
 
 def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -36,8 +24,19 @@ def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for prefix in ("_orig_mod.", "module."):
             while key.startswith(prefix):
                 key = key[len(prefix) :]
-        cleaned[key] = value.detach().cpu().clone()
+        cleaned[key] = to_cpu(value)
     return cleaned
+
+
+def to_cpu(value: Any) -> Any:
+    """Copy every tensor in a nested dict/list structure to the CPU (e.g. an optimiser's state)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {key: to_cpu(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(to_cpu(item) for item in value)
+    return value
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from image_recognition.training.checkpoint import (
     clean_state_dict,
     load_checkpoint,
     save_checkpoint,
+    to_cpu,
 )
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.optim import (
@@ -52,6 +54,10 @@ from image_recognition.training.strong_augmentation import mix_batch, soft_targe
 logger = logging.getLogger(__name__)
 
 ArrayLike = np.ndarray | torch.Tensor
+# A data split as the catalog loads it: {"images": uint8 (N, 3, H, W), "labels": (N,)}.
+Split = Mapping[str, ArrayLike]
+# Per-channel statistics on the 0..1 scale: {"mean": [...], "std": [...]}.
+Normalization = Mapping[str, Sequence[float]]
 
 # History columns that measure time and so differ between identical runs.
 TIMING_KEYS = ("epoch_time_s", "images_per_s", "train_time_s", "wall_time_s", "compile_time_s")
@@ -91,22 +97,21 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch + 1) % (2**63 - 1)
 
 
-def train(  # noqa: PLR0913 (the node passes every input by name)
+def train(
     model_name: str,
     model_config: dict[str, Any] | None,
     training: dict[str, Any] | TrainingConfig,
-    train_images: np.ndarray | torch.Tensor,
-    train_labels: np.ndarray | torch.Tensor,
-    val_images: np.ndarray | torch.Tensor | None,
-    val_labels: np.ndarray | torch.Tensor | None,
-    mean: list[float],
-    std: list[float],
+    train_split: Split,
+    validation_split: Split | None,
+    normalization: Normalization,
     checkpoint_path: str | Path | None = None,
 ) -> TrainResult:
-    """Train ``model_name`` on uint8 images (N, 3, H, W) and validate each epoch.
+    """Train ``model_name`` on the training split and validate it each epoch.
 
-    ``mean``/``std`` are per-channel statistics on the 0..1 scale. Validation
-    data may be empty or None (the val columns are then NaN). With
+    A split is ``{"images": uint8 (N, 3, H, W), "labels": (N,)}``, as the
+    catalog loads it; ``normalization`` holds the per-channel ``mean`` and
+    ``std`` on the 0..1 scale (other keys are ignored). The validation split
+    may be empty or None (the val columns are then NaN). With
     ``checkpoint_path``, a checkpoint is written every ``checkpoint_every``
     epochs and at the end; with ``resume: true`` an existing one is continued.
     """
@@ -115,8 +120,9 @@ def train(  # noqa: PLR0913 (the node passes every input by name)
     device = resolve_device(config.device)
     # Training reseeds the global generators; fork them so the caller's stay as they were.
     with configure_backends(device, config.tf32), torch.random.fork_rng(devices=_cuda_devices(device)):
-        trainer = _Trainer(model_name, full_model_config, config, device, mean, std, checkpoint_path)
-        trainer.load_data(train_images, train_labels, val_images, val_labels)
+        trainer = _Trainer(
+            model_name, full_model_config, config, device, train_split, validation_split, normalization, checkpoint_path
+        )
         return trainer.run()
 
 
@@ -127,97 +133,107 @@ def _cuda_devices(device: torch.device) -> list[int]:
     return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
-class _Trainer:
-    """State of one training run; :func:`train` is the public entry point."""
+def _device_splits(
+    train_split: Split, validation_split: Split | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train images, train labels, validation images, validation labels) on ``device``, checked.
 
-    def __init__(  # noqa: PLR0913
+    A missing or empty validation split becomes empty tensors.
+    """
+    train_x = as_uint8_tensor(train_split["images"], device)
+    train_y = as_label_tensor(train_split["labels"], len(train_x), device)
+    if validation_split is None or len(validation_split["images"]) == 0:
+        val_x, val_y = train_x[:0], train_y[:0]
+    else:
+        val_x = as_uint8_tensor(validation_split["images"], device)
+        val_y = as_label_tensor(validation_split["labels"], len(val_x), device)
+    if len(train_x) == 0:
+        raise ValueError("no training images")
+    return train_x, train_y, val_x, val_y
+
+
+def _flip_coins(count: int, seed: int, device: torch.device) -> torch.Tensor:
+    """One seeded coin per training image, the same for every epoch of the run (and of a resumed run).
+
+    Drawn on the CPU, so that every device agrees.
+    """
+    return (torch.rand(count, generator=torch.Generator().manual_seed(seed)) < 0.5).to(device)
+
+
+class _EpochSums:
+    """An epoch's running sums, kept on the device: read once at the epoch's end, not at every step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.objective = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+
+    def add(self, objective: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add one step: its objective and plain loss (batch means) and its correct predictions."""
+        self.loss += loss * len(labels)
+        self.objective += objective.detach() * len(labels)
+        self.correct += (logits.detach().argmax(1) == labels).sum()
+
+
+class _Trainer:
+    """State of one training run, all of it built in ``__init__``; :func:`train` is the public entry point."""
+
+    def __init__(
         self,
         model_name: str,
         model_config: dict[str, Any],
         config: TrainingConfig,
         device: torch.device,
-        mean: list[float],
-        std: list[float],
+        train_split: Split,
+        validation_split: Split | None,
+        normalization: Normalization,
         checkpoint_path: str | Path | None,
     ) -> None:
         self.started = time.perf_counter()
+        # What to train, where and how.
         self.model_name = model_name
         self.model_config = model_config
         self.config = config
         self.device = device
-        self.mean = [float(m) for m in mean]
-        self.std = [float(s) for s in std]
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-        self.normalize = Normalizer(self.mean, self.std, device)
+        self.normalization = {key: [float(value) for value in normalization[key]] for key in ("mean", "std")}
+        self.normalize = Normalizer(self.normalization["mean"], self.normalization["std"], device)
         self.amp_dtype = autocast_dtype(config.autocast, device)
         self.channels_last = use_channels_last(config.channels_last, device, model_name in CONVNET_NAMES)
         # Set on each batch after augmentation (whose gathers return NCHW): a
         # channels_last model fed NCHW inputs falls back to slow conversions.
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-
-    def load_data(
-        self,
-        train_images: ArrayLike,
-        train_labels: ArrayLike,
-        val_images: ArrayLike | None,
-        val_labels: ArrayLike | None,
-    ) -> None:
-        """Move the uint8 splits to the device once; batches are sliced from there."""
-        self.train_x = as_uint8_tensor(train_images, self.device)
-        self.train_y = as_label_tensor(train_labels, len(self.train_x), self.device)
-        if val_images is None or len(val_images) == 0:
-            self.val_x = self.train_x[:0]
-            self.val_y = self.train_y[:0]
-        else:
-            self.val_x = as_uint8_tensor(val_images, self.device)
-            self.val_y = as_label_tensor(val_labels, len(self.val_x), self.device)
-        if len(self.train_x) == 0:
-            raise ValueError("no training images")
-        # One seeded coin per training image, for every epoch of the run (and
-        # of a resumed run): drawn on the CPU so that any device agrees.
-        coins = torch.rand(len(self.train_x), generator=torch.Generator().manual_seed(self.config.seed)) < 0.5  # noqa: PLR2004
-        self.flip_base = coins.to(self.device)
+        # The uint8 splits, moved to the device once: batches are sliced from there.
+        self.train_x, self.train_y, self.val_x, self.val_y = _device_splits(train_split, validation_split, device)
+        self.flip_base = _flip_coins(len(self.train_x), config.seed, device)
+        self.batch_size = min(config.batch_size, len(self.train_x))
+        # Drop the ragged last batch: every step then has the same shape
+        # (no recompiles, steady BatchNorm statistics).
+        self.steps_per_epoch = len(self.train_x) // self.batch_size
+        self.total_steps = self.steps_per_epoch * config.epochs
+        # The model and what updates it.
+        self.num_classes = int(model_config.get("num_classes", 10))
+        self.model = self._build_model()
+        self.optimizer = build_optimizer(self.model, config, use_fused_optimizer(config.fused_optimizer, device))
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, config)
+        self.ema = WeightEMA(self.model) if config.ema_decay > 0 else None
+        self.train_model = torch.compile(self.model) if config.compile else self.model
+        self._log_setup()
+        # Progress: none yet, or where the resumed checkpoint left off (its weights loaded).
+        self.history, self.start_epoch, self.global_step = self._resume()
 
     # --- setup ---------------------------------------------------------------
 
-    def _build(self) -> None:
-        config = self.config
-        torch.manual_seed(config.seed)  # model initialisation
+    def _build_model(self) -> nn.Module:
+        """The model, initialised from the run's seed, on the device in its memory format."""
+        torch.manual_seed(self.config.seed)  # model initialisation
         model = build_model(self.model_name, self.model_config)
         if hasattr(model, "init_whitening"):
             self._init_whitening(model)
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        self.num_classes = int(self.model_config.get("num_classes", 10))
-        self.batch_size = min(config.batch_size, len(self.train_x))
-        # Drop the ragged last batch: every step then has the same shape
-        # (no recompiles, steady BatchNorm statistics).
-        self.steps_per_epoch = len(self.train_x) // self.batch_size
-        self.total_steps = self.steps_per_epoch * config.epochs
-        fused = use_fused_optimizer(config.fused_optimizer, self.device)
-        self.optimizer = build_optimizer(model, config, fused)
-        self.scheduler = build_scheduler(self.optimizer, self.total_steps, config)
-        self.ema = WeightEMA(model) if config.ema_decay > 0 else None
-        self.train_model = torch.compile(model) if config.compile else model
-        self.history: list[dict[str, Any]] = []
-        self.start_epoch = 0
-        self.global_step = 0
-        logger.info(
-            "training %s (%s parameters) on %s: %d images, batch %d, %d steps/epoch, "
-            "%d epochs, autocast %s, channels_last %s, compile %s",
-            self.model_name,
-            f"{count_parameters(model):,}",
-            self.device,
-            len(self.train_x),
-            self.batch_size,
-            self.steps_per_epoch,
-            config.epochs,
-            self.amp_dtype,
-            self.channels_last,
-            config.compile,
-        )
+        return model
 
     def _init_whitening(self, model: nn.Module) -> None:
         generator = torch.Generator().manual_seed(self.config.seed)
@@ -226,17 +242,47 @@ class _Trainer:
         sample = self.normalize(self.train_x[index.to(self.device)])
         model.init_whitening(sample.contiguous())
 
-    def _maybe_resume(self) -> None:
-        path = self.checkpoint_path
-        if not (self.config.resume and path is not None and path.exists()):
-            if self.config.resume:
-                logger.info("resume requested but no checkpoint at %s; starting afresh", path)
-            return
-        checkpoint = load_checkpoint(path, map_location=self.device)
-        if (checkpoint["model_name"], checkpoint["model_config"]) != (
+    def _log_setup(self) -> None:
+        logger.info(
+            "training %s (%s parameters) on %s: %d images, batch %d, %d steps/epoch, "
+            "%d epochs, autocast %s, channels_last %s, compile %s",
             self.model_name,
-            self.model_config,
-        ):
+            f"{count_parameters(self.model):,}",
+            self.device,
+            len(self.train_x),
+            self.batch_size,
+            self.steps_per_epoch,
+            self.config.epochs,
+            self.amp_dtype,
+            self.channels_last,
+            self.config.compile,
+        )
+
+    def _resume(self) -> tuple[list[dict[str, Any]], int, int]:
+        """(history, epochs done, steps done): none yet, or those of the checkpoint, whose state is loaded."""
+        path = self.checkpoint_path
+        if not self.config.resume:
+            return [], 0, 0
+        if path is None or not path.exists():
+            logger.info("resume requested but no checkpoint at %s; starting afresh", path)
+            return [], 0, 0
+        checkpoint = load_checkpoint(path, map_location=self.device)
+        self._check_resumable(checkpoint, path)
+        self.model.load_state_dict(checkpoint["model_state"])
+        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        self.scheduler.load_state_dict(checkpoint["scheduler_state"])
+        if self.ema is not None and checkpoint.get("ema_state"):
+            self.ema.load_state_dict(checkpoint["ema_state"])
+        rng = checkpoint["rng_state"]
+        torch.set_rng_state(rng["torch"].cpu())
+        if self.device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+        logger.info("resumed from %s after epoch %d", path, checkpoint["epoch"])
+        return [dict(row) for row in checkpoint["history"]], int(checkpoint["epoch"]), int(checkpoint["global_step"])
+
+    def _check_resumable(self, checkpoint: dict[str, Any], path: Path) -> None:
+        """Refuse a checkpoint of another model; warn when result-changing settings differ."""
+        if (checkpoint["model_name"], checkpoint["model_config"]) != (self.model_name, self.model_config):
             raise ValueError(
                 f"cannot resume from {path}: it holds {checkpoint['model_name']} with "
                 f"{checkpoint['model_config']}, not {self.model_name} with {self.model_config}; "
@@ -251,19 +297,6 @@ class _Trainer:
                 path,
                 changed,
             )
-        self.model.load_state_dict(checkpoint["model_state"])
-        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
-        self.scheduler.load_state_dict(checkpoint["scheduler_state"])
-        if self.ema is not None and checkpoint.get("ema_state"):
-            self.ema.load_state_dict(checkpoint["ema_state"])
-        rng = checkpoint["rng_state"]
-        torch.set_rng_state(rng["torch"].cpu())
-        if self.device.type == "cuda" and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
-        self.history = [dict(row) for row in checkpoint["history"]]
-        self.start_epoch = int(checkpoint["epoch"])
-        self.global_step = int(checkpoint["global_step"])
-        logger.info("resumed from %s after epoch %d", path, self.start_epoch)
 
     def _warm_up_compile(self) -> float:
         """Compile every graph the run will use before the training clock starts.
@@ -302,60 +335,50 @@ class _Trainer:
     # --- the loop --------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        self._build()
-        self._maybe_resume()
         synchronize(self.device)
         setup_time = time.perf_counter() - self.started
-        wall_before = self.history[-1]["wall_time_s"] if self.history else 0.0
-        train_before = self.history[-1]["train_time_s"] if self.history else 0.0
-        resumed_at = time.perf_counter() - setup_time
-        self.compile_time = self._warm_up_compile()
-        compile_total = (self.history[-1].get("compile_time_s") or 0.0) if self.history else 0.0
-        compile_total += self.compile_time
+        compile_time = self._warm_up_compile()
+        # A resumed run carries the interrupted one's totals on, from its last history row.
+        before = self.history[-1] if self.history else {}
+        train_time = before.get("train_time_s", 0.0)
+        compile_total = (before.get("compile_time_s") or 0.0) + compile_time
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self._train_epoch(epoch)
             row.update(zip(("val_loss", "val_accuracy"), self._evaluate("none"), strict=True))
-            train_before += row["epoch_time_s"]
-            row["train_time_s"] = train_before
-            row["wall_time_s"] = wall_before + time.perf_counter() - resumed_at
-            row["compile_time_s"] = compile_total
+            train_time += row["epoch_time_s"]
+            # Wall time: the interrupted run's, plus this one's since it started (setup included).
+            wall_time = before.get("wall_time_s", 0.0) + time.perf_counter() - self.started
+            row.update(train_time_s=train_time, wall_time_s=wall_time, compile_time_s=compile_total)
             self.history.append(row)
-            logger.info(
-                "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.1fs, %.0f img/s",
-                row["epoch"],
-                self.config.epochs,
-                row["train_loss"],
-                row["train_accuracy"],
-                row["val_loss"],
-                row["val_accuracy"],
-                row["lr"],
-                row["epoch_time_s"],
-                row["images_per_s"],
-            )
+            self._log_epoch(row)
             done = epoch + 1
             every = self.config.checkpoint_every
             if self.checkpoint_path and every and done % every == 0 and done < self.config.epochs:
                 save_checkpoint(self._checkpoint(done), self.checkpoint_path)
-        return self._finish(setup_time)
+        return self._finish(setup_time, compile_time)
+
+    def _log_epoch(self, row: dict[str, Any]) -> None:
+        logger.info(
+            "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.1fs, %.0f img/s",
+            row["epoch"],
+            self.config.epochs,
+            row["train_loss"],
+            row["train_accuracy"],
+            row["val_loss"],
+            row["val_accuracy"],
+            row["lr"],
+            row["epoch_time_s"],
+            row["images_per_s"],
+        )
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
-        config = self.config
-        seed = epoch_seed(config.seed, epoch)
-        torch.manual_seed(seed)  # dropout and drop-path draw from the global generator
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        # Per-batch choices made on the host (TrivialAugment's op counts,
-        # MixUp's lambda and box) come from a CPU generator, so that reading
-        # them never waits for the device.
-        host_generator = torch.Generator().manual_seed(seed)
+        """One pass over the training split in the epoch's seeded order; returns its history row."""
+        generator, host_generator = self._seed_epoch(epoch)
         order = torch.randperm(len(self.train_x), generator=generator, device=self.device)
         if hasattr(self.model, "freeze_whitening_bias"):
-            self.model.freeze_whitening_bias(epoch >= config.whiten_bias_epochs)
+            self.model.freeze_whitening_bias(epoch >= self.config.whiten_bias_epochs)
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        objective_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        # Per-step NaN checks force a device sync; on CUDA they run at log points only.
-        check_every_step = self.device.type != "cuda"
+        sums = _EpochSums(self.device)
         lr = self.optimizer.param_groups[0]["lr"]
         synchronize(self.device)
         start = time.perf_counter()
@@ -364,35 +387,54 @@ class _Trainer:
             images, labels, targets = self._batch(index, epoch, generator, host_generator)
             lr = self.optimizer.param_groups[0]["lr"]
             objective, loss, logits = self._step(images, labels, targets)
-            loss_sum += loss * len(labels)
-            objective_sum += objective.detach() * len(labels)
-            hard = labels if targets is None else targets.argmax(1)
-            correct += (logits.detach().argmax(1) == hard).sum()
-            logging_now = config.log_every and (step + 1) % config.log_every == 0
-            if check_every_step or logging_now:
-                self._check_finite(objective, epoch, step)
-            if logging_now:
-                elapsed = time.perf_counter() - start
-                logger.info(
-                    "epoch %d/%d step %d/%d: loss %.4f, %.0f img/s",
-                    epoch + 1,
-                    config.epochs,
-                    step + 1,
-                    self.steps_per_epoch,
-                    loss.item(),
-                    (step + 1) * self.batch_size / max(elapsed, 1e-9),
-                )
+            sums.add(objective, loss, logits, labels if targets is None else targets.argmax(1))
+            self._watch_step(epoch, step, objective, loss, start)
         synchronize(self.device)
-        seconds = time.perf_counter() - start
+        return self._epoch_row(epoch, sums, lr, time.perf_counter() - start)
+
+    def _seed_epoch(self, epoch: int) -> tuple[torch.Generator, torch.Generator]:
+        """Seed epoch ``epoch``'s randomness; return its (device, host) generators.
+
+        Dropout and drop-path draw from the global generator; data order and
+        augmentation from the device generator; per-batch choices made on the
+        host (TrivialAugment's op counts, MixUp's lambda and box) from a CPU
+        generator, so that reading them never waits for the device.
+        """
+        seed = epoch_seed(self.config.seed, epoch)
+        torch.manual_seed(seed)
+        return torch.Generator(device=self.device).manual_seed(seed), torch.Generator().manual_seed(seed)
+
+    def _watch_step(self, epoch: int, step: int, objective: torch.Tensor, loss: torch.Tensor, start: float) -> None:
+        """Stop on a non-finite loss and log progress every ``log_every`` steps.
+
+        Per-step NaN checks force a device sync; on CUDA they run at log points only.
+        """
+        logging_now = self.config.log_every and (step + 1) % self.config.log_every == 0
+        if self.device.type != "cuda" or logging_now:
+            self._check_finite(objective, epoch, step)
+        if logging_now:
+            elapsed = time.perf_counter() - start
+            logger.info(
+                "epoch %d/%d step %d/%d: loss %.4f, %.0f img/s",
+                epoch + 1,
+                self.config.epochs,
+                step + 1,
+                self.steps_per_epoch,
+                loss.item(),
+                (step + 1) * self.batch_size / max(elapsed, 1e-9),
+            )
+
+    def _epoch_row(self, epoch: int, sums: _EpochSums, lr: float, seconds: float) -> dict[str, Any]:
+        """The epoch's history row, training columns only; fails if the mean objective is not finite."""
         images_seen = self.steps_per_epoch * self.batch_size
-        mean_objective = objective_sum.item() / images_seen
+        mean_objective = sums.objective.item() / images_seen
         if not math.isfinite(mean_objective):
             raise self._non_finite_error(mean_objective, epoch, self.steps_per_epoch - 1)
         return {
             "epoch": epoch + 1,
-            "train_loss": loss_sum.item() / images_seen,
+            "train_loss": sums.loss.item() / images_seen,
             "train_objective": mean_objective,
-            "train_accuracy": correct.item() / images_seen,
+            "train_accuracy": sums.correct.item() / images_seen,
             "lr": float(lr),
             "epoch_time_s": seconds,
             "images_per_s": images_seen / max(seconds, 1e-9),
@@ -525,16 +567,16 @@ class _Trainer:
             "training_config": config_to_dict(self.config),
             "model_state": clean_state_dict(self.model.state_dict()),
             "ema_state": clean_state_dict(self.ema.state_dict()) if self.ema else None,
-            "optimizer_state": _to_cpu(self.optimizer.state_dict()),
+            "optimizer_state": to_cpu(self.optimizer.state_dict()),
             "scheduler_state": self.scheduler.state_dict(),
             "epoch": epochs_done,
             "global_step": self.global_step,
             "rng_state": rng,
             "history": [dict(row) for row in self.history],
-            "normalization": {"mean": list(self.mean), "std": list(self.std)},
+            "normalization": {key: list(values) for key, values in self.normalization.items()},
         }
 
-    def _finish(self, setup_time: float) -> TrainResult:
+    def _finish(self, setup_time: float, compile_time: float) -> TrainResult:
         if self.ema is not None and self.config.lookahead:
             # Finish on the average: the live weights take the EMA's values.
             self.ema.update(self.model, 1.0, lookahead=True)
@@ -559,16 +601,5 @@ class _Trainer:
             model=self.model.eval(),
             final_metrics=final,
             setup_time_s=setup_time,
-            compile_time_s=self.compile_time,
+            compile_time_s=compile_time,
         )
-
-
-def _to_cpu(value: Any) -> Any:
-    """Copy every tensor in a nested dict/list structure to the CPU."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, dict):
-        return {key: _to_cpu(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_to_cpu(item) for item in value)
-    return value

@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from image_recognition.hooks import RECORDS_INPUT_VERSIONS
 from image_recognition.pipelines.evaluation.nodes import evaluate_model
 
 
@@ -13,6 +14,7 @@ def create_evaluation_pipeline() -> Pipeline:
                 ["checkpoint", "cifar10_test", "data_report", "params:evaluation"],
                 ["metrics", "per_class_metrics", "confusion_matrix", "reliability", "errors"],
                 name="evaluate_model_node",
+                tags=RECORDS_INPUT_VERSIONS,
             )
         ]
     )

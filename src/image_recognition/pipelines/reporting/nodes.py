@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from image_recognition.cifar10.split import split_fingerprint
 from image_recognition.errors import InputError
 from image_recognition.reporting import figures
-from image_recognition.reporting.report import comparison_table, render_html
+from image_recognition.reporting.report import render_html
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +68,6 @@ def plot_error_gallery(results: dict[str, Any], test_split: dict[str, Any]) -> g
                 f"or evaluate {model} again"
             )
     return figures.error_gallery(results, test_split["images"])
-
-
-def build_comparison_table(results: dict[str, Any]) -> pd.DataFrame:
-    """One row per evaluated model: accuracy, calibration, cost and checkpoint version."""
-    return comparison_table(results)
 
 
 def render_report(

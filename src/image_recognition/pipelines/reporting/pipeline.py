@@ -7,6 +7,7 @@ from kedro.pipeline import Node, Pipeline
 
 from image_recognition.pipelines.reporting import nodes
 from image_recognition.reporting import figures
+from image_recognition.reporting.report import comparison_table
 
 # Per-model catalog entries the report reads, all saved by one evaluation node
 # (the metrics record carries the checkpoint's training history).
@@ -43,7 +44,7 @@ def create_pipeline(models: Iterable[str]) -> Pipeline:
                 Node(func, ["model_results", *extra], f"{name}_figure", name=f"plot_{name}_node")
                 for name, (func, extra) in FIGURES.items()
             ),
-            Node(nodes.build_comparison_table, "model_results", "model_comparison", name="build_comparison_table_node"),
+            Node(comparison_table, "model_results", "model_comparison", name="build_comparison_table_node"),
             Node(
                 nodes.render_report,
                 {

@@ -26,8 +26,8 @@ class TrainingDivergedError(InputError):
 def check_training_params(model: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
     """Validate the model and training parameters; return them in full.
 
-    A project hook calls this node before the pipeline starts, so a typo fails
-    the run before any data is fetched or decoded.
+    Tagged ``validates_parameters``: a project hook runs this node before the
+    pipeline starts, so a typo fails the run before any data is fetched or decoded.
     """
     if not isinstance(model, dict) or "name" not in model:
         raise ParameterError("parameter model.name is required: one of simple_cnn, cnn, vit")
@@ -41,9 +41,6 @@ def check_training_params(model: dict[str, Any], training: dict[str, Any]) -> di
     return {"model_name": name, "model_config": model_config, "training": training_config}
 
 
-check_training_params.validates_parameters = True  # picked up by ValidateParametersHook
-
-
 def train_model(
     spec: dict[str, Any],
     train_split: dict[str, np.ndarray],
@@ -52,63 +49,56 @@ def train_model(
     data_report: dict[str, Any],
     checkpoint_path: str | None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Train one model on the training split, validating on the held-out split.
+    """Train one model; return its final checkpoint, which records the data it was trained on, and history.
 
-    ``checkpoint_path`` is where the engine writes a checkpoint every
-    ``checkpoint_every`` epochs; with ``resume: true`` an interrupted run
-    continues from it, if it was trained on the same data. The final
-    checkpoint records which data it was trained on; it and the per-epoch
-    history are returned for the catalog to version.
+    With ``resume: true`` an interrupted run continues from ``checkpoint_path``, if trained on the same data.
     """
-    if spec["training"]["resume"] and checkpoint_path and Path(checkpoint_path).is_file():
-        _check_resumable(load_checkpoint(checkpoint_path), normalization, checkpoint_path)
+    model_name, training = spec["model_name"], spec["training"]
+    _check_resumable(training, normalization, checkpoint_path)
     try:
         result = train(
-            spec["model_name"],
-            spec["model_config"],
-            spec["training"],
-            train_split["images"],
-            train_split["labels"],
-            validation_split["images"],
-            validation_split["labels"],
-            normalization["mean"],
-            normalization["std"],
-            checkpoint_path=checkpoint_path,
+            model_name, spec["model_config"], training, train_split, validation_split, normalization, checkpoint_path
         )
     except NonFiniteLossError as exc:
         raise TrainingDivergedError(f"{exc}. Lower the learning rate or set grad_clip") from exc
-    checkpoint = {
-        **result.checkpoint,
-        "data": {
-            "md5": data_report["source"]["md5"],
-            "url": data_report["source"]["url"],
-            "train_split_version": train_split.get("_catalog_version"),
-            "validation_split_version": validation_split.get("_catalog_version"),
-        },
-    }
     history = pd.DataFrame(result.history)
     logger.info(
         "Trained %s for %d epochs in %.1f s: validation accuracy %.4f (final, tta=%s)",
-        spec["model_name"],
+        model_name,
         len(history),
         history["train_time_s"].iloc[-1],
-        result.final_metrics.get("val_accuracy", history["val_accuracy"].iloc[-1]),
-        spec["training"]["tta"],
+        result.final_metrics["val_accuracy"],
+        training["tta"],
     )
-    return checkpoint, history
+    return {**result.checkpoint, "data": _training_data(data_report, train_split, validation_split)}, history
 
 
-train_model.records_input_versions = True  # InputVersionsHook adds _catalog_version
+def _training_data(
+    data_report: dict[str, Any], train_split: dict[str, Any], validation_split: dict[str, Any]
+) -> dict[str, Any]:
+    """What the checkpoint was trained on: the source archive and the splits' catalog versions.
+
+    The versions are the ``_catalog_version`` keys that the project's
+    InputVersionsHook adds for nodes tagged ``records_input_versions``.
+    """
+    return {
+        "md5": data_report["source"]["md5"],
+        "url": data_report["source"]["url"],
+        "train_split_version": train_split.get("_catalog_version"),
+        "validation_split_version": validation_split.get("_catalog_version"),
+    }
 
 
-def _check_resumable(checkpoint: dict[str, Any], normalization: dict[str, Any], path: str) -> None:
+def _check_resumable(training: dict[str, Any], normalization: dict[str, Any], path: str | None) -> None:
     """Refuse to resume a checkpoint trained on other data (another split or archive).
 
     The normalisation statistics are a fingerprint of the training split: a
     re-split or another archive changes them, and resuming would then train on
     images that are now in the validation split.
     """
-    trained_on = checkpoint.get("normalization") or {}
+    if not (training["resume"] and path and Path(path).is_file()):
+        return
+    trained_on = load_checkpoint(path).get("normalization") or {}
     same = all(
         len(trained_on.get(key) or []) == len(normalization[key])
         and np.allclose(trained_on[key], normalization[key], rtol=0, atol=1e-9)

@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from image_recognition.hooks import RECORDS_INPUT_VERSIONS, VALIDATES_PARAMETERS
 from image_recognition.pipelines.training.nodes import check_training_params, train_model
 
 # Shared inputs from data_processing: not namespaced.
@@ -16,6 +17,7 @@ def create_training_pipeline() -> Pipeline:
                 ["params:model", "params:training"],
                 "training_spec",
                 name="check_training_params_node",
+                tags=VALIDATES_PARAMETERS,
             ),
             Node(
                 train_model,
@@ -29,6 +31,7 @@ def create_training_pipeline() -> Pipeline:
                 ],
                 ["checkpoint", "training_history"],
                 name="train_model_node",
+                tags=RECORDS_INPUT_VERSIONS,
             ),
         ]
     )
