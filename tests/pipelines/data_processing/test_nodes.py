@@ -86,6 +86,7 @@ def test_synthetic_source_is_generated_once(tmp_path):
         ({"source": {"url": "file:///x.tar.gz", "md5": "abc"}}, "32-character hex md5"),
         ({"source": {"url": "synthetic://cifar10?colour=1"}}, "colour"),
         ({"download": {"retries": 2, "timeout": 1}}, "cifar10.download.timeout"),
+        ({"download": {"retries": 0}}, r"cifar10.download.retries must be a positive integer, got 0"),
     ],
 )
 def test_invalid_parameters(tmp_path, override, message):

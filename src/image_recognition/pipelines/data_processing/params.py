@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from image_recognition.errors import ParameterError
-from image_recognition.params import non_negative_int, reject_unknown_keys
+from image_recognition.params import non_negative_int, positive_int, reject_unknown_keys
 
 SYNTHETIC_SCHEME = "synthetic"
 _SYNTHETIC_OPTIONS = {"train_per_class": 500, "test_per_class": 100, "seed": 0}
@@ -72,7 +72,7 @@ class DataParams:
             raise ParameterError(f"parameter cifar10.source.md5 must be a 32-character hex md5, got {md5!r}{hint}")
         download = params.get("download") or {}
         reject_unknown_keys("cifar10.download", download, {"retries", "timeout_s"})
-        retries = non_negative_int("cifar10.download.retries", download.get("retries", 3))
+        retries = positive_int("cifar10.download.retries", download.get("retries", 3))  # attempts, the first included
         timeout_s = download.get("timeout_s", 60)
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
             raise ParameterError(f"parameter cifar10.download.timeout_s must be a positive number, got {timeout_s!r}")
@@ -86,7 +86,7 @@ class DataParams:
         return cls(
             source=parsed,
             cache_dir=cache_dir,
-            retries=max(retries, 1),
+            retries=retries,
             timeout_s=float(timeout_s),
             expected_sizes=expected,
             validation_size=non_negative_int("cifar10.validation_size", params.get("validation_size", 5000)),

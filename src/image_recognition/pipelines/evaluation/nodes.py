@@ -59,9 +59,6 @@ def evaluate_model(
     return record, scores.per_class, scores.confusion, scores.reliability, scores.errors
 
 
-evaluate_model.records_input_versions = True  # InputVersionsHook adds _catalog_version
-
-
 def _warn_if_trained_on_other_data(checkpoint: dict[str, Any], data_report: dict[str, Any]) -> None:
     """A checkpoint trained on another archive is still evaluated, with a warning that says so."""
     trained_md5 = (checkpoint.get("data") or {}).get("md5")
