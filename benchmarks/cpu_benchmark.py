@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="precision of the GPU recipe on the CPU; auto = bf16 where the CPU has native bf16",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of every row's training and validation holdout")
     parser.add_argument("--epochs", type=int, help="override every row's epochs")
     parser.add_argument("--train-subset", type=int, help="train on only this many images")
     parser.add_argument("--checkpoint-dir", help="write (and resume from) checkpoints here")
@@ -88,7 +88,7 @@ def row_settings(row: str, args: argparse.Namespace) -> dict[str, Any]:
     model_name, source = ROWS[row][:2]
     settings = load_recipe(source, model_name) if isinstance(source, Path) else recipe(source)
     training = settings["training"]
-    training.update(device="cpu", compile=False, resume=args.resume)
+    training.update(device="cpu", compile=False, resume=args.resume, seed=args.seed)
     if row == "cnn":
         # The GPU recipe unchanged but for what a CPU has: no compile, and
         # bf16 only where the CPU computes it natively.
