@@ -14,7 +14,8 @@ from image_recognition.hooks import (
     InputVersionsHook,
     ValidateParametersHook,
 )
-from image_recognition.pipeline_registry import MODELS, register_pipelines
+from image_recognition.models import MODEL_NAMES
+from image_recognition.pipeline_registry import register_pipelines
 
 OLD, FAILED = "2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"
 
@@ -83,7 +84,7 @@ def test_the_pipelines_tag_the_nodes_the_hooks_act_on():
     everything = register_pipelines()["__default__"]
     checks = everything.only_nodes_with_tags(VALIDATES_PARAMETERS).nodes
     recorders = everything.only_nodes_with_tags(RECORDS_INPUT_VERSIONS).nodes
-    assert {node.name for node in checks} == {f"{model}.check_training_params_node" for model in MODELS}
+    assert {node.name for node in checks} == {f"{model}.check_training_params_node" for model in MODEL_NAMES}
     assert {node.name for node in recorders} == {
-        f"{model}.{name}" for model in MODELS for name in ("train_model_node", "evaluate_model_node")
+        f"{model}.{name}" for model in MODEL_NAMES for name in ("train_model_node", "evaluate_model_node")
     }
