@@ -136,7 +136,7 @@ VIT_CPU: dict[str, Any] = {
     # The same design sized for two CPU cores and ~10 minutes: a conv stem of
     # two conv-BN-GELU layers per stage down to 4x4 tokens (the transformer's
     # cost falls with the token count; conv depth at low resolution is cheap
-    # and learns fast), three 128-wide blocks, 9 epochs (about 60 s each on 2
+    # and learns fast), three 128-wide blocks, 9 epochs (60 to 70 s each on 2
     # cores). Strong augmentation and MixUp/CutMix stay off: a run this short
     # underfits rather than overfits.
     "model": {
