@@ -30,6 +30,7 @@ from image_recognition.device import (
     use_channels_last,
     use_fused_optimizer,
 )
+from image_recognition.errors import ParameterError
 from image_recognition.inference import tta_logits
 from image_recognition.models import CONVNET_NAMES, build_model, count_parameters, validate_model_config
 from image_recognition.params import config_to_dict
@@ -65,6 +66,11 @@ TIMING_KEYS = ("epoch_time_s", "images_per_s", "train_time_s", "wall_time_s", "c
 WHITENING_SAMPLES = 5000
 # Training-config keys that may change on resume without changing the result.
 _OPERATIONAL_KEYS = {"resume", "device", "log_every", "checkpoint_every", "eval_batch_size"}
+
+
+def _same_values(saved: Sequence[float] | None, current: Sequence[float]) -> bool:
+    """Whether two lists of statistics are equal to float precision (a checkpoint stores them as JSON floats)."""
+    return saved is not None and len(saved) == len(current) and np.allclose(saved, current, rtol=0, atol=1e-9)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -281,12 +287,24 @@ class _Trainer:
         return [dict(row) for row in checkpoint["history"]], int(checkpoint["epoch"]), int(checkpoint["global_step"])
 
     def _check_resumable(self, checkpoint: dict[str, Any], path: Path) -> None:
-        """Refuse a checkpoint of another model; warn when result-changing settings differ."""
+        """Refuse a checkpoint of another model or other data; warn when result-changing settings differ.
+
+        The normalisation statistics are a fingerprint of the training split: a
+        re-split or another archive changes them, and resuming would then train
+        on images that are now in the validation split.
+        """
         if (checkpoint["model_name"], checkpoint["model_config"]) != (self.model_name, self.model_config):
-            raise ValueError(
+            raise ParameterError(
                 f"cannot resume from {path}: it holds {checkpoint['model_name']} with "
                 f"{checkpoint['model_config']}, not {self.model_name} with {self.model_config}; "
                 "delete the checkpoint or set resume: false"
+            )
+        trained_on = checkpoint.get("normalization") or {}
+        if not all(_same_values(trained_on.get(key), self.normalization[key]) for key in ("mean", "std")):
+            raise ParameterError(
+                f"cannot resume from {path}: it was trained on other data (normalisation statistics "
+                f"{trained_on.get('mean')} vs {self.normalization['mean']} now). Delete it, or set "
+                "training.resume: false"
             )
         saved = {k: v for k, v in checkpoint["training_config"].items() if k not in _OPERATIONAL_KEYS}
         current = {k: v for k, v in config_to_dict(self.config).items() if k not in _OPERATIONAL_KEYS}

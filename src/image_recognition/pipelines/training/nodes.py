@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from image_recognition.errors import InputError, ParameterError
-from image_recognition.models import validate_model_config
-from image_recognition.params import config_to_dict
-from image_recognition.training.checkpoint import load_checkpoint
+from image_recognition.models import MODEL_NAMES, validate_model_config
+from image_recognition.params import config_to_dict, parameters_file
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.engine import NonFiniteLossError, train
 
@@ -37,7 +35,8 @@ def check_training_params(model: dict[str, Any], training: dict[str, Any]) -> di
         model_config = validate_model_config(name, overrides)
         training_config = config_to_dict(TrainingConfig.from_dict(training))
     except (TypeError, ValueError) as exc:
-        raise ParameterError(f"{exc}. Fix it in conf/base/parameters_train_*.yml or in --params") from None
+        where = parameters_file(f"{name}.training") if name in MODEL_NAMES else "conf/base/parameters_train_*.yml"
+        raise ParameterError(f"{exc}. Fix it in {where} (or its --env override) or in --params") from None
     return {"model_name": name, "model_config": model_config, "training": training_config}
 
 
@@ -51,10 +50,10 @@ def train_model(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train one model; return its final checkpoint, which records the data it was trained on, and history.
 
-    With ``resume: true`` an interrupted run continues from ``checkpoint_path``, if trained on the same data.
+    With ``resume: true`` an interrupted run continues from ``checkpoint_path``; the engine refuses a
+    checkpoint trained on other data.
     """
     model_name, training = spec["model_name"], spec["training"]
-    _check_resumable(training, normalization, checkpoint_path)
     try:
         result = train(
             model_name, spec["model_config"], training, train_split, validation_split, normalization, checkpoint_path
@@ -87,25 +86,3 @@ def _training_data(
         "train_split_version": train_split.get("_catalog_version"),
         "validation_split_version": validation_split.get("_catalog_version"),
     }
-
-
-def _check_resumable(training: dict[str, Any], normalization: dict[str, Any], path: str | None) -> None:
-    """Refuse to resume a checkpoint trained on other data (another split or archive).
-
-    The normalisation statistics are a fingerprint of the training split: a
-    re-split or another archive changes them, and resuming would then train on
-    images that are now in the validation split.
-    """
-    if not (training["resume"] and path and Path(path).is_file()):
-        return
-    trained_on = load_checkpoint(path).get("normalization") or {}
-    same = all(
-        len(trained_on.get(key) or []) == len(normalization[key])
-        and np.allclose(trained_on[key], normalization[key], rtol=0, atol=1e-9)
-        for key in ("mean", "std")
-    )
-    if not same:
-        raise ParameterError(
-            f"cannot resume from {path}: it was trained on other data (normalisation statistics "
-            f"{trained_on.get('mean')} vs {normalization['mean']} now). Delete it, or set training.resume: false"
-        )
