@@ -10,8 +10,13 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+# The default of every device-dependent setting (device, autocast,
+# channels_last, fused optimizer): the fast choice for the device found. A
+# checkpoint without one of these settings was trained with this default.
+AUTO = "auto"
 
-def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+
+def resolve_device(name: str | torch.device | None = AUTO) -> torch.device:
     """``"auto"``/None -> CUDA if available, else MPS, else CPU; otherwise as named.
 
     Asking for an accelerator that is missing is an error rather than a silent
@@ -19,7 +24,7 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """
     if isinstance(name, torch.device):
         return name
-    if name in (None, "auto"):
+    if name in (None, AUTO):
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
@@ -69,7 +74,7 @@ def cpu_has_native_bf16() -> bool:
 
 def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """bf16 for ``"bf16"`` (or ``"auto"`` on CUDA); None means full precision."""
-    if mode == "bf16" or (mode == "auto" and device.type == "cuda"):
+    if mode == "bf16" or (mode == AUTO and device.type == "cuda"):
         return torch.bfloat16
     return None
 
@@ -86,14 +91,14 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
 
 def use_channels_last(setting: str | bool, device: torch.device, is_convnet: bool) -> bool:
     """channels_last helps convnets on CUDA (tensor cores) and oneDNN; auto = CUDA only."""
-    if setting == "auto":
+    if setting == AUTO:
         return is_convnet and device.type == "cuda"
     return bool(setting)
 
 
 def use_fused_optimizer(setting: str | bool, device: torch.device) -> bool:
     """Fused optimizer kernels: one launch per step instead of one per tensor."""
-    if setting == "auto":
+    if setting == AUTO:
         return device.type == "cuda"
     return bool(setting)
 

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from image_recognition.device import autocast, autocast_dtype, synchronize, use_channels_last
+from image_recognition.device import AUTO, autocast, autocast_dtype, synchronize, use_channels_last
 from image_recognition.inference import TTA_VIEWS, tta_logits
 from image_recognition.models import CONVNET_NAMES, count_parameters
 
@@ -44,13 +44,13 @@ class InferenceRecipe:
 def inference_recipe(training_config: dict[str, Any] | None, model_name: str, device: torch.device) -> InferenceRecipe:
     """The recipe's ``autocast`` and ``channels_last`` on ``device``.
 
-    A checkpoint without these keys was trained with their default, ``"auto"``
-    (the fast setting on CUDA only), which is how it is resolved here.
+    A checkpoint without these keys was trained with their default, ``AUTO``
+    (the fast setting for the device), which is how it is resolved here.
     """
     config = training_config or {}
     return InferenceRecipe(
-        autocast_dtype=autocast_dtype(config.get("autocast", "auto"), device),
-        channels_last=use_channels_last(config.get("channels_last", "auto"), device, model_name in CONVNET_NAMES),
+        autocast_dtype=autocast_dtype(config.get("autocast", AUTO), device),
+        channels_last=use_channels_last(config.get("channels_last", AUTO), device, model_name in CONVNET_NAMES),
     )
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from image_recognition.device import AUTO
 from image_recognition.inference import TTA_MODES, tta_mode
 from image_recognition.params import config_from_dict, non_negative_int, positive_int, require_positive
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "linear", "cosine")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-AUTOCAST_MODES = ("auto", "bf16", "off")
-AUTO_FLAGS = ("auto", True, False)
+DEVICES = (AUTO, "cpu", "cuda", "mps")
+AUTOCAST_MODES = (AUTO, "bf16", "off")
+AUTO_FLAGS = (AUTO, True, False)
 # "random": a fresh coin per image and epoch. "alternating" (airbench): one
 # seeded coin per image for epoch 0, the opposite side every other epoch, so
 # every image is seen both ways in any two consecutive epochs.
@@ -46,7 +47,7 @@ class TrainingConfig:
     # factor, so only their step size grows.
     bias_lr_scale: float = 1.0
     # Use fused (or foreach) optimizer kernels: "auto" = fused on CUDA only.
-    fused_optimizer: str | bool = "auto"
+    fused_optimizer: str | bool = AUTO
 
     # --- learning-rate schedule, per optimisation step ---
     lr_schedule: str = "cosine"  # after warmup: "constant", "linear" or "cosine" decay
@@ -94,9 +95,9 @@ class TrainingConfig:
 
     # --- reproducibility, device and speed ---
     seed: int = 0
-    device: str = "auto"  # "auto" picks cuda, then mps, then cpu
-    autocast: str = "auto"  # "bf16" or "off"; "auto" = bf16 on CUDA only
-    channels_last: str | bool = "auto"  # "auto" = on for convnets on CUDA
+    device: str = AUTO  # "auto" picks cuda, then mps, then cpu
+    autocast: str = AUTO  # "bf16" or "off"; "auto" = bf16 on CUDA only
+    channels_last: str | bool = AUTO  # "auto" = on for convnets on CUDA
     compile: bool = False  # torch.compile the model (needs a C compiler on CPU)
     tf32: bool = True  # allow TF32 matmuls/convs on CUDA
 
