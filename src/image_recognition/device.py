@@ -73,8 +73,13 @@ def cpu_has_native_bf16() -> bool:
 
 
 def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """bf16 for ``"bf16"`` (or ``"auto"`` on CUDA); None means full precision."""
-    if mode == "bf16" or (mode == AUTO and device.type == "cuda"):
+    """bf16 for ``"bf16"``; None (full precision) for ``"off"``.
+
+    ``"auto"`` is bf16 where the hardware computes it natively: CUDA, and CPUs
+    with AVX512-BF16 or AMX. Elsewhere emulated bf16 is far slower than fp32.
+    """
+    native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    if mode == "bf16" or (mode == AUTO and native):
         return torch.bfloat16
     return None
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from image_recognition import device
 from image_recognition.evaluation.cost import (
     InferenceRecipe,
     count_flops,
@@ -65,10 +66,13 @@ def test_full_precision_recipe_measures_contiguous_fp32():
     assert set(model.calls) == {(False, torch.float32)}
 
 
-def test_recipe_resolves_for_the_evaluation_device_and_model():
+def test_recipe_resolves_for_the_evaluation_device_and_model(monkeypatch):
     cuda = torch.device("cuda")  # resolving needs no GPU
     auto = {"autocast": "auto", "channels_last": "auto"}
-    assert inference_recipe(auto, "cnn", CPU) == FP32  # a CUDA recipe evaluated on the CPU runs in fp32
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    assert inference_recipe(auto, "cnn", CPU) == InferenceRecipe(torch.bfloat16, channels_last=False)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    assert inference_recipe(auto, "cnn", CPU) == FP32  # emulated bf16 would be far slower than fp32
     assert inference_recipe(auto, "cnn", cuda) == InferenceRecipe(torch.bfloat16, channels_last=True)
     assert inference_recipe(auto, "vit", cuda) == InferenceRecipe(torch.bfloat16, channels_last=False)
     assert inference_recipe({"autocast": "off", "channels_last": False}, "cnn", cuda) == FP32

@@ -24,8 +24,9 @@ FLIP_MODES = ("none", "random", "alternating")
 class TrainingConfig:
     """Everything the engine needs besides the model and the data.
 
-    ``"auto"`` values pick the fast setting for the device: bf16 autocast,
-    channels_last (convnets) and fused optimizers on CUDA, plain fp32 elsewhere.
+    ``"auto"`` values pick the fast setting for the device: bf16 autocast
+    where the hardware has it natively (CUDA, CPUs with AVX512-BF16 or AMX),
+    channels_last (convnets) and fused optimizers on CUDA.
     Setting them explicitly lets the tests exercise the GPU paths on a CPU.
     """
 
@@ -96,7 +97,7 @@ class TrainingConfig:
     # --- reproducibility, device and speed ---
     seed: int = 0
     device: str = AUTO  # "auto" picks cuda, then mps, then cpu
-    autocast: str = AUTO  # "bf16" or "off"; "auto" = bf16 on CUDA only
+    autocast: str = AUTO  # "bf16" or "off"; "auto" = bf16 where native: CUDA, CPUs with AVX512-BF16/AMX
     channels_last: str | bool = AUTO  # "auto" = on for convnets on CUDA
     compile: bool = False  # torch.compile the model (needs a C compiler on CPU)
     tf32: bool = True  # allow TF32 matmuls/convs on CUDA
