@@ -39,7 +39,7 @@ def kedro_task(task_id: str, node_names: list[str], **task_args):
         "kedro_env": Param(
             None,
             type=["null", "string"],
-            description="Kedro configuration environment, e.g. demo; empty: $KEDRO_ENV, else local",
+            description="Kedro configuration environment, e.g. demo; empty: $KEDRO_ENV, else by the worker's hardware",
         ),
         "kedro_params": Param(
             {},

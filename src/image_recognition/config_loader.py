@@ -1,0 +1,98 @@
+"""Kedro's configuration loader, plus a recipe layer chosen by the hardware found.
+
+Kedro merges two layers of ``conf/``: ``base`` and one run environment
+(``--env``, else ``$KEDRO_ENV``, else ``local``). The recipes in ``base`` are
+sized for a GPU; on a CPU they would train for the better part of a day. So
+when the user has not chosen an environment, this loader merges three
+layers: ``base``, then the hardware's recipe environment (``cpu`` where torch
+finds no CUDA device, none where it does), then ``local``, so the user's own
+settings still win. An explicit ``--env`` or ``KEDRO_ENV`` turns the hardware
+layer off: ``--env=base`` forces the GPU recipes, ``--env=cpu`` the CPU ones.
+
+``kedro run``, ``kedro viz``, the notebook and the Airflow tasks all load
+their configuration through this class (``CONFIG_LOADER_CLASS`` in
+``settings.py``), so they resolve alike. What was chosen, and why, is logged
+once per process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from kedro.config import MissingConfigException, OmegaConfigLoader
+from omegaconf import OmegaConf
+
+logger = logging.getLogger(__name__)
+
+# The environment holding the recipes for machines without CUDA.
+CPU_ENV = "cpu"
+_announced: set[str] = set()
+
+
+def hardware_env() -> str | None:
+    """The recipe environment for this machine: ``cpu`` without CUDA, None (the GPU recipes of base) with it."""
+    return None if torch.cuda.is_available() else CPU_ENV
+
+
+def _announce(message: str) -> None:
+    """Log ``message`` once per process: a run creates more than one loader."""
+    if message not in _announced:
+        _announced.add(message)
+        logger.info(message)
+
+
+class HardwareAwareConfigLoader(OmegaConfigLoader):
+    """An OmegaConfigLoader that, when no environment was chosen, layers the hardware's recipes under ``local``."""
+
+    def __init__(self, conf_source: str, env: str | None = None, **kwargs: Any) -> None:
+        self.hardware_env = None if env else hardware_env()  # before super(), which loads the globals
+        super().__init__(conf_source, env=env, **kwargs)
+        if env:
+            _announce(f"configuration environment {env!r}, as chosen (--env or KEDRO_ENV)")
+        elif self.hardware_env:
+            _announce(
+                f"no CUDA device found: using the {self.hardware_env} recipes (conf/{self.hardware_env}); "
+                "--env=base forces the GPU recipes"
+            )
+        else:
+            _announce(
+                f"CUDA device found: using the GPU recipes (conf/{self.base_env}); --env={CPU_ENV} forces the CPU ones"
+            )
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        if key in self or key not in self.config_patterns:
+            return super().__getitem__(key)
+        if key == "globals":
+            OmegaConf.clear_resolver("runtime_params")  # not allowed in globals, as in Kedro's own loader
+        else:
+            self._register_runtime_params_resolver()
+        run_env = self.env or self.default_run_env
+        return self._merge_layers(key, [self.base_env, *filter(None, [self.hardware_env]), run_env])
+
+    def _merge_layers(self, key: str, envs: list[str]) -> dict[str, Any]:
+        """Each environment's files merged and resolved on their own, then merged in order, as Kedro merges two.
+
+        One difference from Kedro: ``--params`` values are merged into each
+        layer's own top-level keys only. Kedro merges them into a layer whole,
+        so ``--params cifar10.validation_size=0`` with ``--env=cpu`` (whose
+        files have no ``cifar10`` block) made a ``cifar10`` block of that one
+        key, which then replaced all of base's.
+        """
+        patterns = [*self.config_patterns[key]]
+        processed: set = set()
+        merged: dict[str, Any] | None = None
+        for env in dict.fromkeys(envs):  # in order, each once
+            path = self._get_conf_env_path(env)
+            files = self._read_dir_configs(path, patterns, key, processed, key == "credentials")
+            own_keys = {top for config in files.values() for top in config}  # before the merge adds --params
+            layer = self._merge_and_resolve(key, files)
+            if merged is None:
+                merged = layer
+                continue
+            layer = {top: value for top, value in layer.items() if top in own_keys}
+            merged = self._merge_configs(merged, layer, key, path)
+        if not processed and key != "globals":
+            raise MissingConfigException(f"No files of YAML or JSON format found in {envs} matching {patterns}")
+        return merged or {}
