@@ -11,6 +11,7 @@ from torch import nn
 
 from image_recognition.device import autocast, resolve_device
 from image_recognition.models import build_model
+from image_recognition.progress import JobProgress
 from image_recognition.tensors import Normalizer, as_uint8_tensor
 
 # Test-time augmentation modes and the forward passes each prediction averages,
@@ -80,10 +81,12 @@ def predict_logits(  # noqa: PLR0913 (the evaluation API names every input)
     device: str | torch.device | None = None,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    progress: str | None = None,
 ) -> torch.Tensor:
     """Float32 logits (N, classes) on the CPU for uint8 images (N, C, H, W).
 
-    ``device`` defaults to the model's. The model is put in eval mode.
+    ``device`` defaults to the model's. The model is put in eval mode. With
+    ``progress`` (a name), a bar or periodic log lines show the batches done.
     """
     if device is None:
         device = next(model.parameters()).device
@@ -93,10 +96,18 @@ def predict_logits(  # noqa: PLR0913 (the evaluation API names every input)
     normalize = Normalizer(mean, std, device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     outputs = []
+    batches = range(0, len(pixels), batch_size)
+    shown = JobProgress(progress, len(batches), batch_size) if progress else None
+    if shown:
+        shown.start_part(f"{len(pixels):,} images", len(batches))
     with autocast(device, autocast_dtype):
-        for start in range(0, len(pixels), batch_size):
+        for start in batches:
             batch = normalize(pixels[start : start + batch_size]).contiguous(memory_format=memory_format)
             outputs.append(tta_logits(model, batch, tta).float().cpu())
+            if shown:
+                shown.step()
+    if shown:
+        shown.end_part()
     if not outputs:
         return torch.empty(0, 0)
     return torch.cat(outputs)

@@ -34,6 +34,7 @@ from image_recognition.errors import ParameterError
 from image_recognition.inference import tta_logits
 from image_recognition.models import CONVNET_NAMES, build_model, count_parameters, validate_model_config
 from image_recognition.params import config_to_dict
+from image_recognition.progress import JobProgress, format_duration
 from image_recognition.tensors import Normalizer, as_label_tensor, as_uint8_tensor
 from image_recognition.training.augment import alternating_flips, augment, random_flips
 from image_recognition.training.checkpoint import (
@@ -66,6 +67,8 @@ TIMING_KEYS = ("epoch_time_s", "images_per_s", "train_time_s", "wall_time_s", "c
 WHITENING_SAMPLES = 5000
 # Training-config keys that may change on resume without changing the result.
 _OPERATIONAL_KEYS = {"resume", "device", "log_every", "checkpoint_every", "eval_batch_size"}
+# A run projected past this many seconds after its first epoch gets a warning naming a faster choice.
+ETA_WARNING_S = 3600.0
 
 
 def _same_values(saved: Sequence[float] | None, current: Sequence[float]) -> bool:
@@ -360,8 +363,11 @@ class _Trainer:
         before = self.history[-1] if self.history else {}
         train_time = before.get("train_time_s", 0.0)
         compile_total = (before.get("compile_time_s") or 0.0) + compile_time
+        self.progress = JobProgress(self.model_name, self.total_steps, self.batch_size, done_steps=self.global_step)
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self._train_epoch(epoch)
+            if epoch == self.start_epoch:
+                self._warn_if_long(row["epoch_time_s"])
             row.update(zip(("val_loss", "val_accuracy"), self._evaluate("none"), strict=True))
             train_time += row["epoch_time_s"]
             # Wall time: the interrupted run's, plus this one's since it started (setup included).
@@ -400,6 +406,7 @@ class _Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         synchronize(self.device)
         start = time.perf_counter()
+        self.progress.start_part(f"epoch {epoch + 1}/{self.config.epochs}", self.steps_per_epoch)
         for step in range(self.steps_per_epoch):
             index = order[step * self.batch_size : (step + 1) * self.batch_size]
             images, labels, targets = self._batch(index, epoch, generator, host_generator)
@@ -407,8 +414,30 @@ class _Trainer:
             objective, loss, logits = self._step(images, labels, targets)
             sums.add(objective, loss, logits, labels if targets is None else targets.argmax(1))
             self._watch_step(epoch, step, objective, loss, start)
+            self.progress.step(loss.item)
         synchronize(self.device)
+        self.progress.end_part()
         return self._epoch_row(epoch, sums, lr, time.perf_counter() - start)
+
+    def _warn_if_long(self, epoch_seconds: float) -> None:
+        """After the first epoch: warn once when the whole run is projected past ETA_WARNING_S."""
+        projected = epoch_seconds * self.config.epochs
+        if projected <= ETA_WARNING_S:
+            return
+        faster = (
+            "the CPU profile (kedro run --env=cpu, the default without CUDA) trains in about 10 minutes"
+            if self.device.type == "cpu"
+            else "a narrower or shallower model trains faster"
+        )
+        logger.warning(
+            "training %s is projected to take %s on %s (%d epochs at %.0f s each): %s; or lower training.epochs",
+            self.model_name,
+            format_duration(projected),
+            self.device.type,
+            self.config.epochs,
+            epoch_seconds,
+            faster,
+        )
 
     def _seed_epoch(self, epoch: int) -> tuple[torch.Generator, torch.Generator]:
         """Seed epoch ``epoch``'s randomness; return its (device, host) generators.
