@@ -12,6 +12,7 @@ from rich.console import Console
 from image_recognition import progress
 from image_recognition.cifar10.split import channel_statistics
 from image_recognition.cifar10.synthetic import make_synthetic_cifar10
+from image_recognition.inference import predict_logits
 from image_recognition.progress import JobProgress, format_duration
 from image_recognition.training import engine, train
 
@@ -110,3 +111,16 @@ def test_durations_read_as_clock_times():
         "1:02:03",
         "25:01:01",
     ]
+
+
+def test_evaluation_shows_its_progress_too(tiny_run, monkeypatch, caplog):
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress, "_rich_console", lambda: None)
+    model = train(**tiny_run).model
+    images = tiny_run["validation_split"]["images"]  # 50 images
+    stats = tiny_run["normalization"]
+    with caplog.at_level(logging.INFO, logger=progress.__name__):
+        logits = predict_logits(model, images, stats["mean"], stats["std"], batch_size=20, progress="evaluating vit")
+    assert logits.shape == (50, 10)
+    lines = progress_lines(caplog)
+    assert [line.split(",")[0] for line in lines] == [f"evaluating vit 50 images: step {i}/3" for i in (1, 2, 3)]
