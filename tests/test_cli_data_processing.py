@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from image_recognition.cifar10.fetch import md5_of
-from tests.archive_factory import RunsCommand, batch, good_members, write_archive
-from tests.conftest import Archive, source_params
+from tests.helpers import Archive, RunsCommand, batch, good_members, source_params, write_archive
 
 VERSIONED_OUTPUTS = [
     "01_raw/cifar10_archive.json",

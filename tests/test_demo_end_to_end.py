@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, Project
+from tests.helpers import PROJECT_ROOT, Project
 
 MODELS = ("simple_cnn", "cnn", "vit")
 FIGURES = (

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.airflow.conftest import DAGS_FOLDER, PROJECT_ROOT
+from tests.helpers import DAGS_FOLDER, PROJECT_ROOT
 
 pytest.importorskip("airflow", reason="needs the airflow extra: pip install -e '.[test,airflow]'")
 pytest.importorskip("kedro_airflow", reason="needs the airflow extra: pip install -e '.[test,airflow]'")

@@ -14,7 +14,7 @@ from image_recognition.cifar10.archive import (
     safe_unpickle,
 )
 from image_recognition.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive
-from tests.archive_factory import RunsCommand, batch, good_members, write_archive
+from tests.helpers import RunsCommand, batch, good_members, write_archive
 
 
 def test_roundtrip_of_synthetic_archive(tmp_path):

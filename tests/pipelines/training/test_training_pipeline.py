@@ -17,7 +17,7 @@ from image_recognition.pipeline_registry import register_pipelines
 from image_recognition.pipelines.training.nodes import check_training_params, train_model
 from image_recognition.settings import CONFIG_LOADER_ARGS
 from image_recognition.training.recipes import RECIPE_FILES, recipe
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 
 def test_registry_has_a_training_pipeline_per_model():
