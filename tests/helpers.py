@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from image_recognition.cifar10.fetch import md5_of
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = PROJECT_ROOT / "airflow_dags"
 
@@ -96,6 +98,70 @@ def good_members(**replace: object) -> dict[str, object]:
     members["cifar-10-batches-py/batches.meta"] = meta()
     members.update({f"cifar-10-batches-py/{k}": v for k, v in replace.items()})
     return members
+
+
+def link_or_escaping_member(name: str, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    if kind == tarfile.REGTYPE:
+        info.size = 1
+    else:
+        info.linkname = "/etc/passwd"
+    return info
+
+
+def bad_archive(tmp_path: Path, case: str) -> Archive:
+    """Write the archive of one bad-input case; return it with its (matching) md5."""
+    path = tmp_path / "mirror" / "cifar-10-python.tar.gz"
+    path.parent.mkdir(exist_ok=True)
+    members, extra = good_members(), None
+    if case == "truncated":
+        write_archive(path, members)
+        path.write_bytes(path.read_bytes()[:300])
+    elif case == "not_gzip":
+        path.write_bytes(b"<html>404 not found</html>")
+    else:
+        if case == "evil_pickle":
+            members = good_members(data_batch_1=batch({b"data": RunsCommand(tmp_path / "pwned")}))
+        elif case == "wrong_shape":
+            members = good_members(data_batch_1=batch({b"data": np.zeros((4, 1024), dtype=np.uint8)}))
+        elif case == "wrong_dtype":
+            members = good_members(data_batch_1=batch({b"data": np.zeros((4, 3072), dtype=np.int16)}))
+        elif case == "missing_key":
+            members = good_members(test_batch=batch({b"labels": None}))
+        elif case == "bad_label":
+            members = good_members(data_batch_5=batch({b"labels": [0, 1, 2, 10]}))
+        elif case == "missing_batch":
+            del members["cifar-10-batches-py/data_batch_2"]
+        else:
+            kinds = {
+                "dotdot": ("../x", tarfile.REGTYPE),
+                "absolute": ("/tmp/x", tarfile.REGTYPE),
+                "symlink": ("cifar-10-batches-py/s", tarfile.SYMTYPE),
+                "hardlink": ("cifar-10-batches-py/h", tarfile.LNKTYPE),
+            }
+            name, kind = kinds[case]
+            extra = [link_or_escaping_member(name, kind)]
+        write_archive(path, members, extra=extra)
+    return Archive(path, md5_of(path))
+
+
+# Each bad_archive case and the ArchiveError message it must raise: tests/cifar10/test_archive.py decodes
+# every one; tests/pipelines/data_processing/test_cli.py runs two through `kedro run`.
+ARCHIVE_CASES = {
+    "truncated": ".*not a readable CIFAR-10 .tar.gz",
+    "not_gzip": ".*not a readable CIFAR-10 .tar.gz",
+    "dotdot": "refusing member '../x': its path escapes",
+    "absolute": "refusing member '/tmp/x': its path escapes",
+    "symlink": "refusing link member",
+    "hardlink": "refusing link member",
+    "evil_pickle": "data_batch_1: unsafe or corrupt pickle .*forbidden global (posix|os).system",
+    "wrong_shape": r"data_batch_1: 'data' must have shape \(N, 3072\), got \(4, 1024\)",
+    "wrong_dtype": "data_batch_1: 'data' must be uint8, got int16",
+    "missing_key": r"test_batch: missing key\(s\) \['labels'\]",
+    "bad_label": r"data_batch_5: 1 label\(s\) outside 0-9, e.g. 10",
+    "missing_batch": ".*lacks cifar-10-batches-py/data_batch_2",
+}
 
 
 # --- a project folder, run with the kedro CLI ------------------------------------------------------
