@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from image_recognition.models.tiny import TINY_MODELS
+from image_recognition.training.recipes import recipe
 from tests.helpers import PROJECT_ROOT
 
 
@@ -51,3 +54,14 @@ def test_models_and_engine_import_without_kedro() -> None:
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+def test_smoke_run_shrinks_the_gpu_recipes_with_the_tiny_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The smoke run's models are the GPU recipes' with image_recognition.models.tiny laid over: one source."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ first, for its `common`
+    try:
+        script = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "gpu_benchmark.py"))
+    finally:
+        sys.modules.pop("common", None)
+    for name in ("cnn", "vit"):
+        assert script["_smoke_recipe"](name)["model"] == {**recipe(name)["model"], **TINY_MODELS[name]}
