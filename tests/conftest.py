@@ -12,7 +12,8 @@ import shutil  # noqa: E402
 import pytest  # noqa: E402
 
 from image_recognition.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive  # noqa: E402
-from tests.helpers import PROJECT_ROOT, Archive, Project  # noqa: E402
+from image_recognition.pipelines.evaluation.nodes import evaluate_model  # noqa: E402
+from tests.helpers import EVALUATED_MODELS, PROJECT_ROOT, Archive, Project, fake_checkpoint, fake_history  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +41,33 @@ def project(tmp_path) -> Project:
     (root / "src").mkdir()  # the package itself is installed; Kedro only checks the folder
     (root / "data").mkdir()
     return Project(root)
+
+
+@pytest.fixture(scope="session")
+def evaluation_inputs(synthetic_data):
+    test = {"images": synthetic_data.test_images, "labels": synthetic_data.test_labels}
+    report = {
+        "class_names": synthetic_data.class_names,
+        "source": {"url": "synthetic://cifar10", "md5": "0" * 32},
+        "sizes": {"test": len(synthetic_data.test_labels)},
+    }
+    params = {"latency_repeats": 2, "throughput_batch_size": 16, "throughput_batches": 2, "top_errors": 10}
+    return test, report, params
+
+
+@pytest.fixture(scope="session")
+def evaluated(evaluation_inputs):
+    """model -> the six parts the report reads, for simple_cnn and a tiny vit."""
+    test, report, params = evaluation_inputs
+    results = {}
+    for name in EVALUATED_MODELS:
+        metrics, per_class, confusion, reliability, errors = evaluate_model(fake_checkpoint(name), test, report, params)
+        results[name] = {
+            "metrics": metrics,
+            "history": fake_history(),
+            "per_class": per_class,
+            "confusion": confusion,
+            "reliability": reliability,
+            "errors": errors,
+        }
+    return results

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: paths, archives good and hostile, a project run by the kedro CLI.
+"""Helpers shared by the tests: paths, archives good and hostile, a kedro CLI project, fake checkpoints.
 
 Fixtures live in the ``conftest.py`` files and import what they need from here;
 test modules import from here too, never from a ``conftest.py``.
@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
 
 from image_recognition.cifar10.fetch import md5_of
+from image_recognition.models import build_model, validate_model_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = PROJECT_ROOT / "airflow_dags"
@@ -187,3 +190,43 @@ class Project:
             for p in (self.root / "data").rglob("*")
             if p.is_file() and p.name != ".gitkeep"
         )
+
+
+# --- checkpoints of untrained models, for evaluation and reporting -----------------------------------
+
+# Models of the `evaluated` fixture (tests/conftest.py): the simple_cnn and a tiny vit.
+EVALUATED_MODELS = {"simple_cnn": {}, "vit": {"depth": 1, "embed_dim": 32, "num_heads": 2, "patch_size": 8}}
+TRAINING_TTA = {"simple_cnn": "none", "vit": "flip_translate"}  # evaluation follows each checkpoint's own
+
+
+def fake_checkpoint(name: str, **training_config) -> dict:
+    torch.manual_seed(0)
+    config = validate_model_config(name, EVALUATED_MODELS[name])
+    return {
+        "format": 1,
+        "model_name": name,
+        "model_config": config,
+        "model_state": build_model(name, config).state_dict(),
+        "ema_state": None,
+        "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3},
+        "training_config": {"seed": 0, "tta": TRAINING_TTA[name], "autocast": "auto", **training_config},
+        "epoch": 2,
+        "history": fake_history().to_dict("records"),
+        "data": {"md5": "0" * 32, "url": "synthetic://cifar10"},
+    }
+
+
+def fake_history() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "epoch": [1, 2],
+            "train_loss": [2.0, 1.5],  # plain cross-entropy, like val_loss
+            "train_objective": [2.2, 1.8],  # with label smoothing: not plotted against val_loss
+            "train_accuracy": [0.2, 0.4],
+            "val_loss": [2.1, 1.7],
+            "val_accuracy": [0.2, 0.35],
+            "train_time_s": [1.0, 2.0],
+            "wall_time_s": [4.0, 5.0],
+            "compile_time_s": [3.0, 3.0],
+        }
+    )
