@@ -15,6 +15,7 @@ from image_recognition.training.recipes import recipe
 from tests.helpers import PROJECT_ROOT
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_smoke_runs_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
     script = PROJECT_ROOT / "benchmarks" / "gpu_benchmark.py"
@@ -47,6 +48,7 @@ def test_gpu_benchmark_smoke_runs_on_cpu(tmp_path: Path) -> None:
         assert 0 < estimate["estimated_time_s"] <= 180  # the 3-minute bound
 
 
+@pytest.mark.slow
 def test_models_and_engine_import_without_kedro() -> None:
     code = (
         "import sys; sys.modules['kedro'] = None; "

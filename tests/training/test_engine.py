@@ -159,6 +159,7 @@ def _run_and_kill_after_first_checkpoint(tmp_path: Path, name: str, training: di
     return checkpoint
 
 
+@pytest.mark.slow  # a child process, killed mid-training
 @pytest.mark.parametrize("name", ["cnn", "vit"])
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path, name: str, data_args: dict) -> None:
     training = {

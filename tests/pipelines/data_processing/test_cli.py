@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import ARCHIVE_CASES, Archive, bad_archive, source_params
 
+pytestmark = pytest.mark.slow  # every test here runs `kedro run` in a subprocess
+
 VERSIONED_OUTPUTS = [
     "01_raw/cifar10_archive.json",
     "05_model_input/cifar10_train.npz",

@@ -80,6 +80,7 @@ def test_an_unknown_setting_fails_naming_its_file(test_split):
         evaluate(test_split, params={"batchsize": 8})
 
 
+@pytest.mark.slow
 def test_evaluation_imports_nothing_from_training():
     """Evaluation needs a checkpoint, not the training engine: its modules import no image_recognition.training."""
     code = (

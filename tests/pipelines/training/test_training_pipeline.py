@@ -45,6 +45,7 @@ def test_invalid_training_parameters(model, training, message):
         check_training_params(model, training)
 
 
+@pytest.mark.slow
 def test_demo_train_vit_end_to_end(project):
     result = project.kedro("run", "--env=demo", "--pipeline=train_vit")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -59,6 +60,7 @@ def test_demo_train_vit_end_to_end(project):
     assert state["model_name"] == "vit"
 
 
+@pytest.mark.slow
 def test_invalid_training_parameters_fail_before_any_data_work(project):
     result = project.kedro("run", "--env=demo", "--pipeline=train_cnn", "--params", "cnn.training.epochs=0")
     assert result.returncode != 0
