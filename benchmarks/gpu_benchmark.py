@@ -19,6 +19,7 @@ torchvision and numpy with this package importable:
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -41,6 +42,7 @@ from common import (  # noqa: E402 (after the path set-up)
 from image_recognition.cifar10.archive import load_cifar10_archive  # noqa: E402
 from image_recognition.cifar10.split import channel_statistics  # noqa: E402
 from image_recognition.cifar10.synthetic import make_synthetic_cifar10  # noqa: E402
+from image_recognition.models.tiny import TINY_MODELS  # noqa: E402
 from image_recognition.training import train  # noqa: E402
 from image_recognition.training.recipes import recipe  # noqa: E402
 
@@ -75,11 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _smoke_recipe(name: str) -> dict[str, Any]:
     settings = recipe(name)
     settings["training"].update(epochs=1, batch_size=100, compile=False, checkpoint_every=0)
-    tiny = {
-        "cnn": {"widths": [8, 16, 16]},
-        "vit": {"embed_dim": 32, "depth": 1, "num_heads": 2, "stem_channels": [8, 16, 16]},
-    }
-    settings["model"].update(tiny[name])
+    settings["model"].update(copy.deepcopy(TINY_MODELS[name]))
     return settings
 
 

@@ -8,26 +8,12 @@ os.environ["KEDRO_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
 
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 from image_recognition.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive  # noqa: E402
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class Archive:
-    path: Path
-    md5: str
-
-    @property
-    def url(self) -> str:
-        return self.path.as_uri()
+from image_recognition.pipelines.evaluation.nodes import evaluate_model  # noqa: E402
+from tests.helpers import EVALUATED_MODELS, PROJECT_ROOT, Archive, Project, fake_checkpoint, fake_history  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -44,28 +30,6 @@ def synthetic_archive(tmp_path_factory, synthetic_data) -> Archive:
     return Archive(path, md5)
 
 
-@dataclass
-class Project:
-    """A copy of the project's configuration in a temporary folder, run with the kedro CLI."""
-
-    root: Path
-
-    def kedro(self, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "kedro", *args]
-        env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONWARNINGS": "ignore", **(env or {})}
-        return subprocess.run(
-            command, check=False, cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout
-        )
-
-    def data_files(self) -> list[str]:
-        """Every file under data/ except the .gitkeep placeholders, as relative paths."""
-        return sorted(
-            p.relative_to(self.root).as_posix()
-            for p in (self.root / "data").rglob("*")
-            if p.is_file() and p.name != ".gitkeep"
-        )
-
-
 @pytest.fixture
 def project(tmp_path) -> Project:
     """A fresh project folder: pyproject.toml, conf/ and empty data layers."""
@@ -79,14 +43,31 @@ def project(tmp_path) -> Project:
     return Project(root)
 
 
-def source_params(archive: Archive, **extra: object) -> str:
-    """A --params value pointing the data pipeline at ``archive``."""
-    params = {
-        "cifar10.source.url": archive.url,
-        "cifar10.source.md5": archive.md5,
-        "cifar10.expected_sizes.train": 1000,
-        "cifar10.expected_sizes.test": 200,
-        "cifar10.validation_size": 100,
-        **extra,
+@pytest.fixture(scope="session")
+def evaluation_inputs(synthetic_data):
+    test = {"images": synthetic_data.test_images, "labels": synthetic_data.test_labels}
+    report = {
+        "class_names": synthetic_data.class_names,
+        "source": {"url": "synthetic://cifar10", "md5": "0" * 32},
+        "sizes": {"test": len(synthetic_data.test_labels)},
     }
-    return ",".join(f"{key}={value}" for key, value in params.items())
+    params = {"latency_repeats": 2, "throughput_batch_size": 16, "throughput_batches": 2, "top_errors": 10}
+    return test, report, params
+
+
+@pytest.fixture(scope="session")
+def evaluated(evaluation_inputs):
+    """model -> the six parts the report reads, for simple_cnn and a tiny vit."""
+    test, report, params = evaluation_inputs
+    results = {}
+    for name in EVALUATED_MODELS:
+        metrics, per_class, confusion, reliability, errors = evaluate_model(fake_checkpoint(name), test, report, params)
+        results[name] = {
+            "metrics": metrics,
+            "history": fake_history(),
+            "per_class": per_class,
+            "confusion": confusion,
+            "reliability": reliability,
+            "errors": errors,
+        }
+    return results

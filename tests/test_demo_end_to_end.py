@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, Project
+from tests.helpers import PROJECT_ROOT, Project
+
+pytestmark = pytest.mark.slow  # every test here runs the kedro CLI in a subprocess
 
 MODELS = ("simple_cnn", "cnn", "vit")
 FIGURES = (
@@ -142,7 +144,6 @@ def test_exploration_notebook_runs_headless(demo):
     assert sum("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs) >= 3
 
 
-@pytest.mark.slow
 def test_record_mode_trains_on_every_training_image_and_still_reports(tmp_path):
     """``cifar10.validation_size: 0``: no validation split or curves; evaluation and report unchanged."""
     root = tmp_path / "project"

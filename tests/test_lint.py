@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import PROJECT_ROOT
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
@@ -17,7 +17,7 @@ def test_ruff_is_clean(command):
         pytest.fail("ruff is not installed: pip install -e '.[test]'")
     result = subprocess.run(
         [ruff, *command, "src", "tests", "benchmarks", "airflow_dags"],
-        cwd=ROOT,
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         check=False,

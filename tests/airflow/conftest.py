@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DAGS_FOLDER = PROJECT_ROOT / "airflow_dags"
+from tests.helpers import DAGS_FOLDER
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-home-"))
 atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)

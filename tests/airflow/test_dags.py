@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.airflow.conftest import DAGS_FOLDER, PROJECT_ROOT
+from tests.helpers import DAGS_FOLDER, PROJECT_ROOT
 
 pytest.importorskip("airflow", reason="needs the airflow extra: pip install -e '.[test,airflow]'")
 pytest.importorskip("kedro_airflow", reason="needs the airflow extra: pip install -e '.[test,airflow]'")
@@ -55,6 +55,7 @@ def test_one_dag_per_registered_pipeline_with_unique_ids(dagbag, kedro_project):
     assert set(dagbag.dag_ids) == {f"image_recognition.{name}" for name in registered}
 
 
+@pytest.mark.slow
 def test_committed_dags_are_up_to_date(tmp_path):
     """Regenerating with the documented command reproduces airflow_dags/ byte for byte."""
     result = subprocess.run(
@@ -133,6 +134,7 @@ def test_task_settings_follow_the_configuration(dagbag, kedro_project):
             assert (task.pool == training_args["pool"] and task.queue == training_args["queue"]) or not is_training
 
 
+@pytest.mark.slow
 def test_dag_files_do_not_import_the_project_when_parsed():
     """Parsing must stay cheap and need Airflow alone: no Kedro, no torch at import time."""
     code = (

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.airflow.conftest import DAGS_FOLDER, PROJECT_ROOT
+from tests.helpers import DAGS_FOLDER, PROJECT_ROOT
 
 pytest.importorskip("airflow", reason="needs the airflow extra: pip install -e '.[test,airflow]'")
 

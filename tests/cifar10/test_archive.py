@@ -14,7 +14,7 @@ from image_recognition.cifar10.archive import (
     safe_unpickle,
 )
 from image_recognition.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive
-from tests.archive_factory import RunsCommand, batch, good_members, write_archive
+from tests.helpers import ARCHIVE_CASES, RunsCommand, bad_archive, batch, good_members, write_archive
 
 
 def test_roundtrip_of_synthetic_archive(tmp_path):
@@ -140,3 +140,12 @@ def test_oversized_member_is_refused_before_reading(tmp_path, monkeypatch):
     monkeypatch.setattr("image_recognition.cifar10.archive.MAX_MEMBER_BYTES", 1000)
     with pytest.raises(ArchiveError, match="refusing member 'cifar-10-batches-py/data_batch_1': .* bytes, more than"):
         load_cifar10_archive(write_archive(tmp_path / "a.tar.gz", good_members()))
+
+
+@pytest.mark.parametrize("case", sorted(ARCHIVE_CASES))
+def test_every_bad_archive_case_is_refused_with_its_message(tmp_path, case):
+    """The archives and messages of the CLI's bad-input cases, decoded directly (two also run through the CLI)."""
+    archive = bad_archive(tmp_path, case)
+    with pytest.raises(ArchiveError, match=ARCHIVE_CASES[case]):
+        load_cifar10_archive(str(archive.path))
+    assert not (tmp_path / "pwned").exists()

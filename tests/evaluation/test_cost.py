@@ -1,4 +1,4 @@
-"""Cost measurements follow the checkpoint's recipe and count the TTA views; behaviour, never timing."""
+"""Cost measurements: FLOPs by hand, the checkpoint's recipe, the TTA views counted; behaviour, never timing."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from image_recognition.evaluation.cost import (
     measure_cost,
     measure_latency_ms,
     measure_throughput,
+    peak_memory_mib,
     training_times,
 )
 from image_recognition.inference import TTA_VIEWS
@@ -114,3 +115,32 @@ def test_cost_record_counts_parameters_and_takes_training_times_from_the_last_ep
 )
 def test_training_times_of_old_or_missing_histories(history, times):
     assert tuple(training_times(history).values()) == times
+
+
+def test_flops_of_a_linear_layer_by_hand():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    assert count_flops(model) == 2 * 3 * 32 * 32 * 10  # one multiply-add = 2 FLOPs
+
+
+class AttentionOnly(nn.Module):
+    """Treats an image (1, 3, 32, 32) as q = k = v with 3 heads, 32 tokens of width 32."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # count_flops reads the device from a parameter
+
+    def forward(self, x):
+        return torch.nn.functional.scaled_dot_product_attention(x, x, x)
+
+
+def test_flops_count_attention_by_hand():
+    # q @ k^T and attn @ v: 2 matmuls of (32 x 32) @ (32 x 32) per head, 2 FLOPs per multiply-add
+    assert count_flops(AttentionOnly()) == 3 * 2 * (2 * 32 * 32 * 32)
+
+
+def test_throughput_latency_and_memory_on_cpu():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    device = torch.device("cpu")
+    assert measure_throughput(model, batch_size=8, device=device, batches=2) > 0
+    assert measure_latency_ms(model, device, repeats=3) > 0
+    assert peak_memory_mib(device) is None  # the CPU reports no device memory

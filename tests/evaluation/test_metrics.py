@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torch import nn
 
-from image_recognition.evaluation.cost import count_flops, measure_latency_ms, measure_throughput, peak_memory_mib
 from image_recognition.evaluation.metrics import (
     confusion_matrix,
     expected_calibration_error,
@@ -102,32 +99,3 @@ def test_scores_of_the_tta_logits_with_the_plain_accuracy_beside():
     assert scores.confusion.to_dict("list") == {"true_class": ["cat", "dog"], "cat": [1, 0], "dog": [0, 2]}
     assert len(scores.reliability) == 4 and scores.errors.empty  # no mistakes with flips
     assert score_logits(logits, labels, ["cat", "dog"], "none").errors["index"].tolist() == [1]
-
-
-def test_flops_of_a_linear_layer_by_hand():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
-    assert count_flops(model) == 2 * 3 * 32 * 32 * 10  # one multiply-add = 2 FLOPs
-
-
-class AttentionOnly(nn.Module):
-    """Treats an image (1, 3, 32, 32) as q = k = v with 3 heads, 32 tokens of width 32."""
-
-    def __init__(self):
-        super().__init__()
-        self.unused = nn.Parameter(torch.zeros(1))  # count_flops reads the device from a parameter
-
-    def forward(self, x):
-        return torch.nn.functional.scaled_dot_product_attention(x, x, x)
-
-
-def test_flops_count_attention_by_hand():
-    # q @ k^T and attn @ v: 2 matmuls of (32 x 32) @ (32 x 32) per head, 2 FLOPs per multiply-add
-    assert count_flops(AttentionOnly()) == 3 * 2 * (2 * 32 * 32 * 32)
-
-
-def test_throughput_latency_and_memory_on_cpu():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
-    device = torch.device("cpu")
-    assert measure_throughput(model, batch_size=8, device=device, batches=2) > 0
-    assert measure_latency_ms(model, device, repeats=3) > 0
-    assert peak_memory_mib(device) is None  # the CPU reports no device memory

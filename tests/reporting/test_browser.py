@@ -18,7 +18,10 @@ from image_recognition.reporting import figures
 from image_recognition.reporting.report import comparison_table, render_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")
+pytestmark = [
+    pytest.mark.slow,  # headless Chromium in a subprocess
+    pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)"),
+]
 
 
 def chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:

@@ -8,14 +8,6 @@ from image_recognition.cifar10.archive import CIFAR10Arrays
 from image_recognition.cifar10.split import channel_statistics
 from image_recognition.cifar10.synthetic import make_synthetic_cifar10
 
-# Tiny widths keep every training test to seconds on two CPU cores.
-TINY_MODELS = {
-    "cnn": {"widths": [16, 32, 32]},
-    "vit": {"embed_dim": 32, "depth": 2, "num_heads": 2, "drop_path_rate": 0.1},
-    "simple_cnn": {},
-}
-TIMING_FREE = ("epoch", "train_loss", "train_objective", "train_accuracy", "val_loss", "val_accuracy", "lr")
-
 
 @pytest.fixture(scope="session")
 def synthetic() -> CIFAR10Arrays:

@@ -18,6 +18,7 @@ import torch
 
 from image_recognition.device import configure_backends
 from image_recognition.models import build_model
+from image_recognition.models.tiny import TINY_MODELS
 from image_recognition.training import (
     TIMING_KEYS,
     NonFiniteLossError,
@@ -27,7 +28,9 @@ from image_recognition.training import (
     predict_logits,
     train,
 )
-from tests.training.conftest import TIMING_FREE, TINY_MODELS
+
+# The history columns that do not depend on timing: equal between identical runs.
+TIMING_FREE = ("epoch", "train_loss", "train_objective", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
 # Settings under which each tiny model learns the synthetic classes in seconds.
 LEARNING_RECIPES = {
@@ -68,6 +71,7 @@ def _assert_same_state(left: dict, right: dict) -> None:
         assert torch.equal(value, right[key]), key
 
 
+@pytest.mark.slow  # trains for more than a few seconds on 2 CPU cores
 @pytest.mark.parametrize("name", ["cnn", "vit", "simple_cnn"])
 def test_learns_synthetic_classes_well_above_chance(name: str, data_args: dict) -> None:
     training = {**LEARNING_RECIPES[name], "log_every": 5}
@@ -80,6 +84,7 @@ def test_learns_synthetic_classes_well_above_chance(name: str, data_args: dict) 
     assert result.history[0]["train_loss"] > last["train_loss"]
 
 
+@pytest.mark.slow  # trains for more than a few seconds on 2 CPU cores
 def test_same_seed_gives_identical_history_and_weights(data_args: dict) -> None:
     training = {**LEARNING_RECIPES["cnn"], "epochs": 2, "cutout": 4}
     first = train("cnn", TINY_MODELS["cnn"], training, **data_args)
@@ -156,6 +161,7 @@ def _run_and_kill_after_first_checkpoint(tmp_path: Path, name: str, training: di
     return checkpoint
 
 
+@pytest.mark.slow  # a child process, killed mid-training
 @pytest.mark.parametrize("name", ["cnn", "vit"])
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path, name: str, data_args: dict) -> None:
     training = {
@@ -239,6 +245,7 @@ def test_mismatched_labels_are_refused(data_args: dict) -> None:
         train("simple_cnn", {}, {"epochs": 1}, **{**data_args, "train_split": train_split})
 
 
+@pytest.mark.slow  # trains for more than a few seconds on 2 CPU cores
 def test_gpu_settings_run_on_cpu(data_args: dict) -> None:
     """bf16 autocast, channels_last and a fused optimizer: the CUDA defaults, forced on CPU."""
     training = {
@@ -283,6 +290,7 @@ def test_compiled_tiny_model_trains_and_saves_unwrapped_weights(tmp_path: Path, 
     assert plain.history[-1]["compile_time_s"] == 0.0
 
 
+@pytest.mark.slow  # trains for more than a few seconds on 2 CPU cores
 def test_checkpoint_is_weights_only_loadable_and_rebuilds_the_model(tmp_path: Path, data_args: dict) -> None:
     path = tmp_path / "cnn.pt"
     training = {**LEARNING_RECIPES["cnn"], "epochs": 2}
@@ -310,6 +318,7 @@ def test_without_validation_data_the_val_columns_are_nan(data_args: dict) -> Non
     assert math.isnan(result.history[0]["val_accuracy"])
 
 
+@pytest.mark.slow  # trains for more than a few seconds on 2 CPU cores
 def test_whitening_bias_starts_at_zero_and_is_frozen_after_its_epochs(monkeypatch, data_args: dict) -> None:
     assert torch.count_nonzero(build_model("cnn", TINY_MODELS["cnn"]).whiten.bias) == 0
     after_epoch = []
@@ -329,6 +338,7 @@ def test_whitening_bias_starts_at_zero_and_is_frozen_after_its_epochs(monkeypatc
     assert torch.equal(third, first)
 
 
+@pytest.mark.slow  # trains for more than a few seconds on 2 CPU cores
 def test_train_loss_is_plain_cross_entropy_beside_the_smoothed_objective(data_args: dict) -> None:
     training = {**LEARNING_RECIPES["cnn"], "epochs": 2, "label_smoothing": 0.2}
     last = train("cnn", TINY_MODELS["cnn"], training, **data_args).history[-1]
@@ -339,6 +349,7 @@ def test_train_loss_is_plain_cross_entropy_beside_the_smoothed_objective(data_ar
     assert unsmoothed["train_loss"] == pytest.approx(unsmoothed["train_objective"])
 
 
+@pytest.mark.slow  # trains for more than a few seconds on 2 CPU cores
 def test_vit_with_conv_stem_and_strong_augmentation_learns(data_args: dict) -> None:
     model = {"stem": "conv", "stem_channels": [16, 32], "patch_size": 4, "embed_dim": 32, "depth": 1}
     model.update(num_heads=2, global_pool="attn")

@@ -146,13 +146,6 @@ def test_validation_size_must_leave_training_images(synthetic_data, tmp_path, si
         split_cifar10(synthetic_data, params(tmp_path, validation_size=size))
 
 
-def test_stratified_holdout_rounds_to_the_exact_size():
-    labels = np.array([0] * 7 + [1] * 5 + [2] * 3)
-    keep, holdout = stratified_holdout(labels, 4, seed=0)
-    assert len(holdout) == 4 and len(keep) == 11
-    assert sorted(np.bincount(labels[holdout], minlength=3)) == [1, 1, 2]
-
-
 def test_normalization_matches_numpy_on_training_split_only(synthetic_data):
     train = {"images": synthetic_data.train_images, "labels": synthetic_data.train_labels}
     stats = compute_normalization(train)

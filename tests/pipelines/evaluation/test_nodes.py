@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -79,6 +80,7 @@ def test_an_unknown_setting_fails_naming_its_file(test_split):
         evaluate(test_split, params={"batchsize": 8})
 
 
+@pytest.mark.slow
 def test_evaluation_imports_nothing_from_training():
     """Evaluation needs a checkpoint, not the training engine: its modules import no image_recognition.training."""
     code = (
@@ -87,3 +89,18 @@ def test_evaluation_imports_nothing_from_training():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_evaluation_record_has_quality_cost_and_provenance(evaluated, evaluation_inputs):
+    metrics = evaluated["vit"]["metrics"]
+    assert 0 <= metrics["quality"]["accuracy"] <= 1 and metrics["quality"]["tta"] == "flip_translate"
+    assert metrics["cost"]["parameters"] > 0 and metrics["cost"]["flops_per_image"] > 0
+    assert metrics["cost"]["training_time_s"] == 2.0 and metrics["cost"]["peak_memory_mib"] is None
+    assert metrics["cost"]["compile_time_s"] == 3.0  # apart from the steady-state training time
+    assert metrics["provenance"]["data_md5"] == "0" * 32 and metrics["provenance"]["seed"] == 0
+    assert metrics["provenance"]["trained_on"]["md5"] == "0" * 32
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2]  # the checkpoint's own history
+    assert set(metrics["provenance"]) >= {"checkpoint_version", "model_config", "git_commit", "evaluation"}
+    assert json.loads(json.dumps(metrics)) == metrics  # storable as JSON
+    assert len(evaluated["vit"]["errors"]) == 10
+    assert evaluated["vit"]["per_class"]["support"].sum() == len(evaluation_inputs[0]["labels"])

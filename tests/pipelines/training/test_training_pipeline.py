@@ -5,19 +5,17 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
 import yaml
 from kedro.config import OmegaConfigLoader
 from kedro.io.core import Version
 
-from image_recognition.datasets import OptionalJSONDataset, TorchCheckpointDataset
+from image_recognition.datasets import TorchCheckpointDataset
 from image_recognition.errors import ParameterError
-from image_recognition.models import build_model
 from image_recognition.pipeline_registry import register_pipelines
 from image_recognition.pipelines.training.nodes import check_training_params, train_model
 from image_recognition.settings import CONFIG_LOADER_ARGS
 from image_recognition.training.recipes import RECIPE_FILES, recipe
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 
 def test_registry_has_a_training_pipeline_per_model():
@@ -47,27 +45,7 @@ def test_invalid_training_parameters(model, training, message):
         check_training_params(model, training)
 
 
-def test_checkpoint_dataset_roundtrip_is_weights_only(tmp_path):
-    model = build_model("simple_cnn")
-    checkpoint = {"format": 1, "model_state": model.state_dict(), "model_name": "simple_cnn", "epoch": 2}
-    dataset = TorchCheckpointDataset(str(tmp_path / "checkpoint.pt"))
-    dataset.save(checkpoint)
-    loaded = dataset.load()
-    assert loaded["epoch"] == 2
-    torch.testing.assert_close(loaded["model_state"]["conv1.weight"], model.state_dict()["conv1.weight"])
-
-
-def test_checkpoint_dataset_refuses_pickled_code(tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
-
-    path = tmp_path / "checkpoint.pt"
-    torch.save({"format": 1, "x": Evil()}, path)
-    with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
-        TorchCheckpointDataset(str(path)).load()
-
-
+@pytest.mark.slow
 def test_demo_train_vit_end_to_end(project):
     result = project.kedro("run", "--env=demo", "--pipeline=train_vit")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -82,6 +60,7 @@ def test_demo_train_vit_end_to_end(project):
     assert state["model_name"] == "vit"
 
 
+@pytest.mark.slow
 def test_invalid_training_parameters_fail_before_any_data_work(project):
     result = project.kedro("run", "--env=demo", "--pipeline=train_cnn", "--params", "cnn.training.epochs=0")
     assert result.returncode != 0
@@ -122,10 +101,3 @@ def test_resume_refuses_a_checkpoint_trained_on_other_data(tmp_path, synthetic_d
     other = {"mean": [0.4] * 3, "std": [0.25] * 3}
     with pytest.raises(ParameterError, match="cannot resume from .*in_progress.pt: it was trained on other data"):
         train_model(resumed, split, split, other, report, path)
-
-
-def test_pinned_version_that_does_not_exist_fails_loudly(tmp_path):
-    missing = OptionalJSONDataset(filepath=str(tmp_path / "m.json"), version=Version("2099-typo", None))
-    with pytest.raises(Exception, match="m.json"):
-        missing.load()
-    assert OptionalJSONDataset(filepath=str(tmp_path / "m.json"), version=Version(None, None)).load() is None

@@ -1,0 +1,232 @@
+"""Helpers shared by the tests: paths, archives good and hostile, a kedro CLI project, fake checkpoints.
+
+Fixtures live in the ``conftest.py`` files and import what they need from here;
+test modules import from here too, never from a ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from image_recognition.cifar10.fetch import md5_of
+from image_recognition.models import build_model, validate_model_config
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DAGS_FOLDER = PROJECT_ROOT / "airflow_dags"
+
+
+# --- CIFAR-format archives -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Archive:
+    path: Path
+    md5: str
+
+    @property
+    def url(self) -> str:
+        return self.path.as_uri()
+
+
+def source_params(archive: Archive, **extra: object) -> str:
+    """A --params value pointing the data pipeline at ``archive``."""
+    params = {
+        "cifar10.source.url": archive.url,
+        "cifar10.source.md5": archive.md5,
+        "cifar10.expected_sizes.train": 1000,
+        "cifar10.expected_sizes.test": 200,
+        "cifar10.validation_size": 100,
+        **extra,
+    }
+    return ",".join(f"{key}={value}" for key, value in params.items())
+
+
+class RunsCommand:
+    """Unpickling this calls os.system: what a malicious batch would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def batch(overrides: dict | None = None, n: int = 4) -> dict:
+    payload = {
+        b"batch_label": b"batch",
+        b"labels": [i % 10 for i in range(n)],
+        b"data": np.zeros((n, 3072), dtype=np.uint8),
+        b"filenames": [b"x.png"] * n,
+    }
+    payload.update(overrides or {})
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def meta() -> dict:
+    return {b"num_cases_per_batch": 4, b"label_names": [f"c{i}".encode() for i in range(10)], b"num_vis": 3072}
+
+
+def write_archive(path, members: dict[str, object], extra: list[tarfile.TarInfo] | None = None) -> str:
+    """Write a .tar.gz whose members are pickled objects (bytes are written as they are)."""
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb") as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
+        for name, obj in members.items():
+            blob = obj if isinstance(obj, bytes) else pickle.dumps(obj, protocol=2)
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+        for info in extra or []:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
+    return str(path)
+
+
+def good_members(**replace: object) -> dict[str, object]:
+    members = {f"cifar-10-batches-py/data_batch_{i}": batch() for i in range(1, 6)}
+    members["cifar-10-batches-py/test_batch"] = batch()
+    members["cifar-10-batches-py/batches.meta"] = meta()
+    members.update({f"cifar-10-batches-py/{k}": v for k, v in replace.items()})
+    return members
+
+
+def link_or_escaping_member(name: str, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    if kind == tarfile.REGTYPE:
+        info.size = 1
+    else:
+        info.linkname = "/etc/passwd"
+    return info
+
+
+def bad_archive(tmp_path: Path, case: str) -> Archive:
+    """Write the archive of one bad-input case; return it with its (matching) md5."""
+    path = tmp_path / "mirror" / "cifar-10-python.tar.gz"
+    path.parent.mkdir(exist_ok=True)
+    members, extra = good_members(), None
+    if case == "truncated":
+        write_archive(path, members)
+        path.write_bytes(path.read_bytes()[:300])
+    elif case == "not_gzip":
+        path.write_bytes(b"<html>404 not found</html>")
+    else:
+        if case == "evil_pickle":
+            members = good_members(data_batch_1=batch({b"data": RunsCommand(tmp_path / "pwned")}))
+        elif case == "wrong_shape":
+            members = good_members(data_batch_1=batch({b"data": np.zeros((4, 1024), dtype=np.uint8)}))
+        elif case == "wrong_dtype":
+            members = good_members(data_batch_1=batch({b"data": np.zeros((4, 3072), dtype=np.int16)}))
+        elif case == "missing_key":
+            members = good_members(test_batch=batch({b"labels": None}))
+        elif case == "bad_label":
+            members = good_members(data_batch_5=batch({b"labels": [0, 1, 2, 10]}))
+        elif case == "missing_batch":
+            del members["cifar-10-batches-py/data_batch_2"]
+        else:
+            kinds = {
+                "dotdot": ("../x", tarfile.REGTYPE),
+                "absolute": ("/tmp/x", tarfile.REGTYPE),
+                "symlink": ("cifar-10-batches-py/s", tarfile.SYMTYPE),
+                "hardlink": ("cifar-10-batches-py/h", tarfile.LNKTYPE),
+            }
+            name, kind = kinds[case]
+            extra = [link_or_escaping_member(name, kind)]
+        write_archive(path, members, extra=extra)
+    return Archive(path, md5_of(path))
+
+
+# Each bad_archive case and the ArchiveError message it must raise: tests/cifar10/test_archive.py decodes
+# every one; tests/pipelines/data_processing/test_cli.py runs two through `kedro run`.
+ARCHIVE_CASES = {
+    "truncated": ".*not a readable CIFAR-10 .tar.gz",
+    "not_gzip": ".*not a readable CIFAR-10 .tar.gz",
+    "dotdot": "refusing member '../x': its path escapes",
+    "absolute": "refusing member '/tmp/x': its path escapes",
+    "symlink": "refusing link member",
+    "hardlink": "refusing link member",
+    "evil_pickle": "data_batch_1: unsafe or corrupt pickle .*forbidden global (posix|os).system",
+    "wrong_shape": r"data_batch_1: 'data' must have shape \(N, 3072\), got \(4, 1024\)",
+    "wrong_dtype": "data_batch_1: 'data' must be uint8, got int16",
+    "missing_key": r"test_batch: missing key\(s\) \['labels'\]",
+    "bad_label": r"data_batch_5: 1 label\(s\) outside 0-9, e.g. 10",
+    "missing_batch": ".*lacks cifar-10-batches-py/data_batch_2",
+}
+
+
+# --- a project folder, run with the kedro CLI ------------------------------------------------------
+
+
+@dataclass
+class Project:
+    """A copy of the project's configuration in a temporary folder, run with the kedro CLI."""
+
+    root: Path
+
+    def kedro(self, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "kedro", *args]
+        env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONWARNINGS": "ignore", **(env or {})}
+        return subprocess.run(
+            command, check=False, cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def data_files(self) -> list[str]:
+        """Every file under data/ except the .gitkeep placeholders, as relative paths."""
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in (self.root / "data").rglob("*")
+            if p.is_file() and p.name != ".gitkeep"
+        )
+
+
+# --- checkpoints of untrained models, for evaluation and reporting -----------------------------------
+
+# Models of the `evaluated` fixture (tests/conftest.py): the simple_cnn and a tiny vit.
+EVALUATED_MODELS = {"simple_cnn": {}, "vit": {"depth": 1, "embed_dim": 32, "num_heads": 2, "patch_size": 8}}
+TRAINING_TTA = {"simple_cnn": "none", "vit": "flip_translate"}  # evaluation follows each checkpoint's own
+
+
+def fake_checkpoint(name: str, **training_config) -> dict:
+    torch.manual_seed(0)
+    config = validate_model_config(name, EVALUATED_MODELS[name])
+    return {
+        "format": 1,
+        "model_name": name,
+        "model_config": config,
+        "model_state": build_model(name, config).state_dict(),
+        "ema_state": None,
+        "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3},
+        "training_config": {"seed": 0, "tta": TRAINING_TTA[name], "autocast": "auto", **training_config},
+        "epoch": 2,
+        "history": fake_history().to_dict("records"),
+        "data": {"md5": "0" * 32, "url": "synthetic://cifar10"},
+    }
+
+
+def fake_history() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "epoch": [1, 2],
+            "train_loss": [2.0, 1.5],  # plain cross-entropy, like val_loss
+            "train_objective": [2.2, 1.8],  # with label smoothing: not plotted against val_loss
+            "train_accuracy": [0.2, 0.4],
+            "val_loss": [2.1, 1.7],
+            "val_accuracy": [0.2, 0.35],
+            "train_time_s": [1.0, 2.0],
+            "wall_time_s": [4.0, 5.0],
+            "compile_time_s": [3.0, 3.0],
+        }
+    )
