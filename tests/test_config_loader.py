@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,8 +14,8 @@ from kedro.framework.startup import bootstrap_project
 from image_recognition import config_loader
 from image_recognition.config_loader import HardwareAwareConfigLoader
 from image_recognition.settings import CONFIG_LOADER_ARGS
+from tests.helpers import PROJECT_ROOT
 
-PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
 GPU_CNN_WIDTHS = [64, 256, 256]  # conf/base
 CPU_CNN_WIDTHS = [32, 64, 128]  # conf/cpu
 
