@@ -119,8 +119,10 @@ def test_evaluation_shows_its_progress_too(tiny_run, monkeypatch, caplog):
     model = train(**tiny_run).model
     images = tiny_run["validation_split"]["images"]  # 50 images
     stats = tiny_run["normalization"]
+    caplog.clear()  # the training's own lines
     with caplog.at_level(logging.INFO, logger=progress.__name__):
         logits = predict_logits(model, images, stats["mean"], stats["std"], batch_size=20, progress="evaluating vit")
     assert logits.shape == (50, 10)
     lines = progress_lines(caplog)
     assert [line.split(",")[0] for line in lines] == [f"evaluating vit 50 images: step {i}/3" for i in (1, 2, 3)]
+    assert "loss" not in lines[0]  # evaluation has none to show

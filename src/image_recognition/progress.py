@@ -90,13 +90,14 @@ class JobProgress:
                 self.loss = read_loss()
             self._last_line = now
             fields = self._fields(now)
+            loss = "" if read_loss is None else f", loss {fields['loss']}"
             logger.info(
-                "%s %s: step %d/%d, loss %s, %s img/s, ETA %s",
+                "%s %s: step %d/%d%s, %s img/s, ETA %s",
                 self.name,
                 self._part,
                 self._part_steps,
                 self._part_total,
-                fields["loss"],
+                loss,
                 fields["rate"],
                 fields["eta"],
             )
