@@ -1,0 +1,137 @@
+"""Run airbench94's own code on the CPU, on this project's CIFAR-10 archive.
+
+The side-by-side check of the GPU ``cnn`` recipe compares it with the
+reference it follows, run the same way on the same images. This script does
+not copy that code: it reads ``legacy/airbench94.py`` of
+KellerJordan/cifar10-airbench from the path you give, changes only what ties
+it to CUDA (each change below must match the file exactly, or the script
+stops), and calls its ``main`` once per seed:
+
+- weights, BatchNorm and images in fp32 instead of fp16 (CPUs without native
+  fp16 convolutions; the issue's reference runs found fp32 and bf16 equal);
+- no ``.cuda()``; data loaded to the CPU;
+- CUDA events and synchronisation replaced by a wall clock.
+
+The data comes from the archive, decoded by this project's hardened reader,
+into the ``cifar10/train.pt`` and ``test.pt`` files the reference loads, in a
+temporary folder. The reference does not seed itself; ``--seeds`` seeds torch
+before each run so a run can be repeated.
+
+    PYTHONPATH=src python benchmarks/airbench_reference.py \\
+        --reference airbench94.py --archive /path/to/cifar-10-python.tar.gz \\
+        --seeds 1 --out benchmarks/results/airbench_reference.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from common import logger, machine_info, setup_logging, write_json  # noqa: E402
+
+from image_recognition.cifar10.archive import load_cifar10_archive  # noqa: E402
+
+# (text in airbench94.py, its CPU replacement, how many times it occurs)
+CPU_CHANGES: list[tuple[str, str, int]] = [
+    ("map_location=torch.device(gpu)", "map_location='cpu'", 1),
+    ("self.images.half()", "self.images.float()", 1),
+    ("net = net.half().cuda()", "net = net.float()", 1),
+    ("torch.cuda.Event(enable_timing=True)", "_WallClockEvent()", 2),
+    ("torch.cuda.synchronize()", "None", 3),
+]
+
+WALL_CLOCK_EVENT = '''
+import time as _time
+
+class _WallClockEvent:
+    """Stands in for torch.cuda.Event on the CPU: record() reads the clock."""
+
+    def record(self):
+        self.t = _time.perf_counter()
+
+    def elapsed_time(self, end):
+        return 1e3 * (end.t - self.t)
+'''
+
+
+def cpu_source(reference: Path) -> str:
+    """The reference's source with :data:`CPU_CHANGES` applied, each checked to match."""
+    source = reference.read_text()
+    for old, new, count in CPU_CHANGES:
+        found = source.count(old)
+        if found != count:
+            raise SystemExit(
+                f"error: {reference} has {found} occurrences of {old!r}, expected {count}: "
+                "pass legacy/airbench94.py of KellerJordan/cifar10-airbench"
+            )
+        source = source.replace(old, new)
+    return WALL_CLOCK_EVENT + source
+
+
+def write_reference_data(archive: str, folder: Path) -> None:
+    """cifar10/train.pt and test.pt as the reference saves them from torchvision (NHWC uint8)."""
+    data = load_cifar10_archive(archive)
+    target = folder / "cifar10"
+    target.mkdir(parents=True)
+    for name, images, labels in (
+        ("train.pt", data.train_images, data.train_labels),
+        ("test.pt", data.test_images, data.test_labels),
+    ):
+        payload = {
+            "images": torch.from_numpy(images).permute(0, 2, 3, 1).contiguous(),
+            "labels": torch.from_numpy(labels),
+            "classes": list(data.class_names),
+        }
+        torch.save(payload, target / name)
+
+
+def run_reference(source: str, reference: Path, seed: int) -> dict[str, Any]:
+    """One call of the reference's ``main``; returns its TTA accuracy and wall time."""
+    namespace: dict[str, Any] = {"__name__": "airbench94", "__file__": str(reference)}
+    exec(compile(source, str(reference), "exec"), namespace)  # noqa: S102 (the user's reference file)
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    accuracy = namespace["main"](seed)
+    return {"seed": seed, "test_accuracy_tta": float(accuracy), "wall_time_s": time.perf_counter() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference", required=True, type=Path, help="legacy/airbench94.py of cifar10-airbench")
+    parser.add_argument("--archive", required=True, help="cifar-10-python.tar.gz (official layout)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/airbench_reference.json"))
+    args = parser.parse_args()
+    out = args.out.resolve()  # before the chdir below
+    setup_logging()
+    source = cpu_source(args.reference)
+    torch.set_num_threads(os.cpu_count() or 1)
+    result: dict[str, Any] = {
+        "what": "airbench94's own code on the CPU in fp32 (CPU_CHANGES), one main() per seed",
+        "reference_sha256": hashlib.sha256(args.reference.read_bytes()).hexdigest(),
+        "archive_md5": hashlib.md5(Path(args.archive).read_bytes()).hexdigest(),  # noqa: S324 (a checksum)
+        "cpu_changes": [{"from": old, "to": new} for old, new, _ in CPU_CHANGES],
+        "machine": machine_info(),
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        write_reference_data(args.archive, Path(folder))
+        os.chdir(folder)  # the reference loads ./cifar10/{train,test}.pt
+        for seed in args.seeds:
+            logger.info("airbench94 reference, seed %d", seed)
+            result["runs"].append(run_reference(source, args.reference, seed))
+            logger.info("seed %d: %.4f", seed, result["runs"][-1]["test_accuracy_tta"])
+            write_json(result, out)
+
+
+if __name__ == "__main__":
+    main()
