@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from image_recognition.device import AUTO
 from image_recognition.errors import ParameterError
 from image_recognition.inference import TTA_MODES, tta_mode
 from image_recognition.params import positive_int, reject_unknown_keys
@@ -35,7 +36,7 @@ class EvaluationConfig:
     latency_repeats: int = 20  # single-image forward passes; the median is reported
     calibration_bins: int = 15  # expected calibration error and its reliability table
     top_errors: int = 24  # most confident mistakes kept for the gallery
-    device: str = "auto"  # cuda, then mps, then cpu
+    device: str = AUTO  # cuda, then mps, then cpu
 
     @classmethod
     def from_dict(cls, params: dict[str, Any] | None) -> EvaluationConfig:
