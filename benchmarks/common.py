@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from image_recognition.device import autocast_dtype
 from image_recognition.models import build_model
 from image_recognition.training import TrainResult, predict_logits
+from image_recognition.training.recipes import recipe
 
 logger = logging.getLogger("benchmarks")
 
@@ -31,6 +32,8 @@ logger = logging.getLogger("benchmarks")
 # sizing rule is total training FLOPs / (40% of peak) <= 3 minutes.
 REFERENCE_PEAK_TFLOPS = 989.0
 SUSTAINED_FRACTION = 0.4
+# The GPU recipes as users run them: record mode, on all of CIFAR-10's training images.
+CIFAR10_TRAIN_IMAGES = 50_000
 
 
 def setup_logging() -> None:
@@ -142,3 +145,25 @@ def compute_estimate(model_name: str, settings: dict[str, Any], train_images: in
         "sustained_fraction": SUSTAINED_FRACTION,
         "estimated_time_s": total / sustained,
     }
+
+
+def gpu_recipe_estimates(vit_epochs: int | None = None) -> dict[str, Any]:
+    """Training compute and estimated GPU time of both GPU recipes, in record mode (no GPU needed)."""
+    vit = recipe("vit")
+    if vit_epochs:
+        vit["training"]["epochs"] = vit_epochs
+    found = {
+        "cnn": compute_estimate("cnn", recipe("cnn"), CIFAR10_TRAIN_IMAGES),
+        "vit": compute_estimate("vit", vit, CIFAR10_TRAIN_IMAGES),
+    }
+    for name, estimate in found.items():
+        logger.info(
+            "%s: %.3f GFLOPs per training image, %.1f PFLOPs in all, estimated %.0f s at %.0f%% of %.0f TFLOP/s",
+            name,
+            estimate["training_gflops_per_image"],
+            estimate["total_pflops"],
+            estimate["estimated_time_s"],
+            100 * estimate["sustained_fraction"],
+            estimate["reference_peak_tflops"],
+        )
+    return found

@@ -12,12 +12,17 @@ targets":
   the same 10-minute budget by a throughput probe;
 - ``cnn``: the GPU ``cnn`` record recipe unchanged (widths 64/256/256, 10
   epochs, batch 1024, all 50,000 training images, channels_last, no compile),
-  in bf16 autocast where the CPU has native bf16 and in fp32 elsewhere.
+  in bf16 autocast where the CPU has native bf16 and in fp32 elsewhere;
+- ``cnn_cpu``: the CPU cnn profile, which must beat ``cnn`` on time (issue
+  "The first command works on every machine").
+
+The report also holds both GPU recipes' training FLOPs and estimated GPU time
+(``gpu_estimates``), so one run gives every figure of the comparison.
 
     PYTHONPATH=src python benchmarks/cpu_benchmark.py \\
         --archive /path/to/cifar-10-python.tar.gz --out benchmarks/results/cpu.json
 
-``--rows`` picks others (``cnn_cpu``, ``simple_cnn``); ``--epochs`` and
+``--rows`` picks a subset or ``simple_cnn``; ``--epochs`` and
 ``--train-subset`` shorten a run for tuning experiments.
 """
 
@@ -34,6 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402 (after the path set-up)
+    gpu_recipe_estimates,
     logger,
     machine_info,
     setup_logging,
@@ -63,7 +69,7 @@ ROWS: dict[str, tuple[int, bool]] = {
 }
 # The plain CPU ViT the conv-stem profile replaced: kept here, not in conf/.
 BENCHMARK_ONLY_RECIPES = {"vit_cpu_plain": (Path(__file__).resolve().parent / "recipes" / "vit_cpu_plain.yml", "vit")}
-DEFAULT_ROWS = ["vit_cpu", "vit_cpu_plain", "cnn"]
+DEFAULT_ROWS = ["vit_cpu", "vit_cpu_plain", "cnn_cpu", "cnn"]
 PROBE_STEPS = 8  # timed training steps of the throughput probe, after 2 warm-up steps
 
 
@@ -195,8 +201,10 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed,
         "machine": {**machine_info(), "native_bf16": cpu_has_native_bf16()},
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "gpu_estimates": gpu_recipe_estimates(),
         "results": {},
     }
+    write_json(report, args.out)
     for row in args.rows:
         report["results"][row] = run_row(row, data, args)
         write_json(report, args.out)  # after each row, so a partial run leaves results

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from common import (  # noqa: E402 (after the path set-up)
-    compute_estimate,
+    gpu_recipe_estimates,
     logger,
     machine_info,
     setup_logging,
@@ -47,8 +47,6 @@ from image_recognition.training import train  # noqa: E402
 from image_recognition.training.recipes import recipe  # noqa: E402
 
 TARGET_ACCURACY = 0.94
-# The estimates are for the recipes as users run them: record mode on all of CIFAR-10.
-CIFAR10_TRAIN_IMAGES = 50_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -144,28 +142,6 @@ def benchmark_vit(data: dict[str, Any], smoke: bool, epochs: int | None) -> dict
     return {"recipe": settings, "run": _run(settings, "vit", data)}
 
 
-def estimates(train_images: int, vit_epochs: int | None = None) -> dict[str, Any]:
-    """Training compute and estimated GPU time of both GPU recipes (no GPU needed)."""
-    vit = recipe("vit")
-    if vit_epochs:
-        vit["training"]["epochs"] = vit_epochs
-    found = {
-        "cnn": compute_estimate("cnn", recipe("cnn"), train_images),
-        "vit": compute_estimate("vit", vit, train_images),
-    }
-    for name, estimate in found.items():
-        logger.info(
-            "%s: %.3f GFLOPs per training image, %.1f PFLOPs in all, estimated %.0f s at %.0f%% of %.0f TFLOP/s",
-            name,
-            estimate["training_gflops_per_image"],
-            estimate["total_pflops"],
-            estimate["estimated_time_s"],
-            100 * estimate["sustained_fraction"],
-            estimate["reference_peak_tflops"],
-        )
-    return found
-
-
 def load_data(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke:
         arrays = make_synthetic_cifar10(train_per_class=50, test_per_class=20, seed=0)
@@ -190,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report = {
             "benchmark": "gpu_estimate",
             "machine": machine_info(),
-            "estimates": estimates(CIFAR10_TRAIN_IMAGES, args.vit_epochs),
+            "estimates": gpu_recipe_estimates(args.vit_epochs),
         }
         write_json(report, args.out)
         return report
@@ -203,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "test_images": len(data["test_images"]),
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "estimates": estimates(CIFAR10_TRAIN_IMAGES, args.vit_epochs),
+        "estimates": gpu_recipe_estimates(args.vit_epochs),
     }
     report["cnn"] = benchmark_cnn(data, 1 if args.smoke else args.cnn_runs, args.smoke)
     write_json(report, args.out)
