@@ -1,0 +1,53 @@
+"""benchmarks/dag_benchmark.py: plain ``kedro run`` from a fresh clone, timed."""
+
+from __future__ import annotations
+
+import json
+import runpy
+
+import pytest
+
+from tests.helpers import PROJECT_ROOT
+
+SCRIPT = PROJECT_ROOT / "benchmarks" / "dag_benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def dag_benchmark():
+    return runpy.run_path(str(SCRIPT))
+
+
+def test_node_times_are_read_from_the_log(dag_benchmark):
+    log = "\n".join(
+        [
+            "2026-12-01 00:00:00,100 - kedro.pipeline.node - INFO - Running node: cnn.train_model_node: train([a]) -> [b]",
+            "2026-12-01 00:00:05,000 - image_recognition.progress - INFO - cnn epoch 1/2: step 3/9",
+            "2026-12-01 00:09:30,900 - kedro.runner - INFO - Completed node: cnn.train_model_node",
+            "2026-12-01 00:09:31,000 - kedro.pipeline.node - INFO - Running node: report_node: report([c]) -> [d]",
+        ]
+    )
+    # A node still running when the log ends has no time.
+    assert dag_benchmark["node_times"](log) == {"cnn.train_model_node": 570.0}
+
+
+def test_an_archive_is_required_outside_the_demo(dag_benchmark, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        dag_benchmark["parse_args"]([])
+    assert "give --archive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        dag_benchmark["parse_args"](["--archive", str(tmp_path / "missing.tar.gz")])
+    assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_demo_dag_runs_from_a_fresh_clone(dag_benchmark, tmp_path):
+    out = tmp_path / "dag.json"
+    dag_benchmark["main"](["--env", "demo", "--out", str(out), "--keep", str(tmp_path / "clone")])
+    report = json.loads(out.read_text())
+    assert report["command"] == "kedro run --env=demo"
+    assert report["wall_time_s"] > 0
+    assert set(report["test_accuracy"]) == {"simple_cnn", "cnn", "vit"}
+    assert min(report["test_accuracy"].values()) > 0.5  # learnable synthetic data; chance is 0.1
+    nodes = set(report["node_times_s"])
+    assert {"simple_cnn.train_model_node", "cnn.train_model_node", "vit.evaluate_model_node"} <= nodes
+    assert any(name.endswith("render_report_node") for name in nodes)
