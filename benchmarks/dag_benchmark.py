@@ -67,8 +67,13 @@ def kedro_command(args: argparse.Namespace) -> list[str]:
 
 
 def node_times(log: str) -> dict[str, float]:
-    """Seconds from each node's start to its completion, from the run's log lines."""
-    started: dict[str, datetime] = {}
+    """Seconds from each node's start to its completion, from the run's log lines.
+
+    Kedro's start line names a namespaced node without its namespace, so each
+    completion is matched with the latest start (the default runner runs one
+    node at a time).
+    """
+    started: datetime | None = None
     seconds: dict[str, float] = {}
     for line in log.splitlines():
         match, stamp = NODE_DONE.search(line), TIMESTAMP.search(line)
@@ -77,9 +82,10 @@ def node_times(log: str) -> dict[str, float]:
         when = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S")
         done, running = match.groups()
         if running:
-            started[running] = when
-        elif done in started:
-            seconds[done] = (when - started[done]).total_seconds()
+            started = when
+        elif started is not None:
+            seconds[done] = (when - started).total_seconds()
+            started = None
     return seconds
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fsspec
+import numpy as np
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.io.core import Version
 from kedro.pipeline import Node, Pipeline
 from kedro_datasets.json import JSONDataset
 
+from image_recognition.datasets import NpzDataset
 from image_recognition.hooks import (
     RECORDS_INPUT_VERSIONS,
     VALIDATES_PARAMETERS,
@@ -44,6 +47,24 @@ def test_failed_run_versions_are_removed_and_older_ones_kept(tmp_path):
     assert not (tmp_path / "a.json" / FAILED).exists() and not (tmp_path / "b.json" / FAILED).exists()
     latest = JSONDataset(filepath=str(tmp_path / "a.json"), version=Version(None, None))
     assert latest.load() == {"run": "old"}
+
+
+def test_failed_run_versions_are_removed_from_object_storage_too():
+    root = "memory:///failed-run-hook"
+    memory = fsspec.filesystem("memory")
+    old = NpzDataset(f"{root}/split.npz", version=Version(None, OLD))
+    old.save({"labels": np.arange(3)})
+    failed = NpzDataset(f"{root}/split.npz", version=Version(None, FAILED))
+    failed.save({"labels": np.arange(1)})
+    catalog = DataCatalog({"split": failed})
+    try:
+        DiscardFailedRunHook().on_pipeline_error(
+            RuntimeError("boom"), {}, Pipeline([Node(identity, "x", "split", name="n")]), catalog
+        )
+        assert not memory.exists(f"/failed-run-hook/split.npz/{FAILED}")
+        assert NpzDataset(f"{root}/split.npz", version=Version(None, None)).load()["labels"].tolist() == [0, 1, 2]
+    finally:
+        memory.rm("/failed-run-hook", recursive=True)
 
 
 def test_only_nodes_tagged_validates_parameters_run_before_the_pipeline():

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 from typing import Any
 
+import fsspec
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
+from kedro.io.core import get_filepath_str
 from kedro.pipeline import Node, Pipeline
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ class DiscardFailedRunHook:
     fail after its split node, ``latest`` would then mix new splits with old
     statistics. On a pipeline error this hook deletes, for every versioned
     output of the pipeline, the folder of this run's save version, including
-    any file a failing save left half-written; earlier versions stay untouched.
+    any file a failing save left half-written, on whatever filesystem the
+    dataset uses; earlier versions stay untouched.
 
     A run killed outright (SIGKILL, out of memory) or stopped with Ctrl-C gets
     no error hook from Kedro: its finished outputs stay, each complete.
@@ -39,9 +40,12 @@ class DiscardFailedRunHook:
             version = getattr(getattr(dataset, "_version", None), "save", None)
             if not isinstance(dataset, AbstractVersionedDataset) or not version:
                 continue
-            folder = Path(str(dataset._get_versioned_path(version))).parent
-            if folder.is_dir():
-                shutil.rmtree(folder)
+            # kedro-datasets' datasets and the project's keep their fsspec filesystem
+            # in _fs: the version may be on object storage.
+            fs = getattr(dataset, "_fs", None) or fsspec.filesystem("file")
+            folder = get_filepath_str(dataset._get_versioned_path(version).parent, getattr(dataset, "_protocol", "file"))
+            if fs.isdir(folder):
+                fs.rm(folder, recursive=True)
                 logger.warning("Run failed: removed %s, which it had saved", folder)
 
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from kedro.io.core import DatasetError
 
-from image_recognition.datasets.local import LocalFileDataset
-from image_recognition.training.checkpoint import load_checkpoint, save_checkpoint
+from image_recognition.datasets.files import FileDataset
+from image_recognition.training.checkpoint import load_checkpoint
 
 
-class TorchCheckpointDataset(LocalFileDataset[dict[str, Any], dict[str, Any]]):
+class TorchCheckpointDataset(FileDataset[dict[str, Any], dict[str, Any]]):
     """A checkpoint dict (model state, config, optimizer, history, ...) as a ``.pt`` file.
 
     Loading uses ``torch.load(weights_only=True)``, so a tampered file cannot run
-    code; saving writes a temporary file and renames it, so a crash never
-    leaves a torn checkpoint where a later run would load it.
+    code; a save is atomic (:class:`FileDataset`), so a crash never leaves a
+    torn checkpoint where a later run would load it. The file can live on any
+    fsspec filesystem.
 
     Example catalog entry::
 
@@ -26,9 +28,11 @@ class TorchCheckpointDataset(LocalFileDataset[dict[str, Any], dict[str, Any]]):
     """
 
     def load(self) -> dict[str, Any]:
-        return load_checkpoint(str(self._get_load_path()))
+        with self._reader() as handle:
+            return load_checkpoint(handle)
 
     def save(self, data: dict[str, Any]) -> None:
         if not isinstance(data, dict):
             raise DatasetError(f"{type(self).__name__} saves a checkpoint dict, got {type(data).__name__}")
-        save_checkpoint(data, str(self._get_save_path()))
+        with self._writer() as handle:
+            torch.save(data, handle)

@@ -1,22 +1,20 @@
 """``NpzDataset``: a dict of numpy arrays in one uncompressed ``.npz`` file.
 
 Arrays keep their dtype (uint8 images stay uint8, a quarter of float32's size),
-loading never unpickles (``allow_pickle=False``), and a save is atomic.
+loading never unpickles (``allow_pickle=False``), and a save is atomic. The
+file can live on any fsspec filesystem (:class:`FileDataset`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from kedro.io.core import DatasetError
 
-from image_recognition.atomic import atomic_write
-from image_recognition.datasets.local import LocalFileDataset
+from image_recognition.datasets.files import FileDataset
 
 
-class NpzDataset(LocalFileDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
-    """Save and load ``{name: ndarray}`` as a local ``.npz`` file, optionally versioned.
+class NpzDataset(FileDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
+    """Save and load ``{name: ndarray}`` as an ``.npz`` file, optionally versioned.
 
     Example catalog entry::
 
@@ -27,8 +25,7 @@ class NpzDataset(LocalFileDataset[dict[str, np.ndarray], dict[str, np.ndarray]])
     """
 
     def load(self) -> dict[str, np.ndarray]:
-        path = Path(str(self._get_load_path()))
-        with np.load(path, allow_pickle=False) as archive:
+        with self._reader() as handle, np.load(handle, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
 
     def save(self, data: dict[str, np.ndarray]) -> None:
@@ -37,5 +34,5 @@ class NpzDataset(LocalFileDataset[dict[str, np.ndarray], dict[str, np.ndarray]])
         object_arrays = [name for name, array in data.items() if array.dtype.hasobject]
         if object_arrays:
             raise DatasetError(f"object arrays cannot be stored without pickle: {object_arrays}")
-        with atomic_write(str(self._get_save_path())) as handle:
+        with self._writer() as handle:
             np.savez(handle, **data)

@@ -7,7 +7,7 @@ A checkpoint is a plain dict of tensors, dicts, lists and primitives, so
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -49,12 +49,13 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
         torch.save(obj, file)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (no arbitrary code from the file)."""
+def load_checkpoint(path: str | os.PathLike | IO[bytes], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint, from a path or an open binary file, with ``weights_only=True`` (no code from the file)."""
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        name = getattr(path, "path", getattr(path, "name", path))  # an fsspec or a local file's path
         raise ValueError(
-            f"{path} is not an image_recognition checkpoint (format {CHECKPOINT_FORMAT}); "
+            f"{name} is not an image_recognition checkpoint (format {CHECKPOINT_FORMAT}); "
             "delete it or point checkpoint_path elsewhere"
         )
     return checkpoint

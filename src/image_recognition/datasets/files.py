@@ -1,0 +1,94 @@
+"""Base of the project's versioned one-file datasets, on any fsspec filesystem.
+
+``filepath`` is a local path or an fsspec URL (``s3://bucket/key``,
+``gs://``, ``abfs://``, ``memory://``), with ``credentials`` and ``fs_args``
+passed to the filesystem as kedro-datasets' own datasets do; versioning works
+the same everywhere.
+
+Writes never leave half a file where a reader would take it for a whole one:
+on the local filesystem through a temporary file renamed into place; elsewhere
+the bytes are built in memory and written in one call once complete (one PUT
+on an object store, so readers see the old object or the new one). On a
+remote filesystem that is not an object store (SFTP, say) that last write is
+not atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from copy import deepcopy
+from pathlib import PurePosixPath
+from typing import IO, Any, TypeVar
+
+import fsspec
+from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, get_filepath_str, get_protocol_and_path
+
+from image_recognition.atomic import atomic_write
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+
+class FileDataset(AbstractVersionedDataset[_In, _Out]):
+    """Constructor, filesystem, reads, atomic writes and existence shared by the one-file datasets."""
+
+    def __init__(  # noqa: PLR0913 (kedro-datasets' constructor arguments)
+        self,
+        filepath: str,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        protocol, path = get_protocol_and_path(filepath, version)
+        fs_args = deepcopy(fs_args) or {}
+        if protocol == "file":
+            fs_args.setdefault("auto_mkdir", True)
+        self._protocol = protocol
+        self._fs = fsspec.filesystem(protocol, **deepcopy(credentials or {}), **fs_args)
+        super().__init__(
+            filepath=PurePosixPath(path),
+            version=version,
+            exists_function=self._fs.exists,
+            glob_function=self._fs.glob,
+        )
+        self.metadata = metadata
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[IO[bytes]]:
+        """The file to load, opened for reading (the pinned or latest version)."""
+        with self._fs.open(get_filepath_str(self._get_load_path(), self._protocol), "rb") as handle:
+            yield handle
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[IO[bytes]]:
+        """A binary file to save into; it becomes the saved version only if the block succeeds."""
+        path = get_filepath_str(self._get_save_path(), self._protocol)
+        if self._protocol == "file":
+            with atomic_write(path) as handle:
+                yield handle
+        else:
+            buffer = io.BytesIO()
+            yield buffer
+            self._fs.pipe_file(path, buffer.getvalue())
+        self._invalidate_cache()
+
+    def _exists(self) -> bool:
+        try:
+            path = get_filepath_str(self._get_load_path(), self._protocol)
+        except DatasetError:  # no version saved yet
+            return False
+        return self._fs.exists(path)
+
+    def _release(self) -> None:
+        super()._release()
+        self._invalidate_cache()
+
+    def _invalidate_cache(self) -> None:
+        """Forget the filesystem's listing, so the next load sees what was just saved."""
+        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "protocol": self._protocol, "version": self._version}
