@@ -43,7 +43,9 @@ class DiscardFailedRunHook:
             # kedro-datasets' datasets and the project's keep their fsspec filesystem
             # in _fs: the version may be on object storage.
             fs = getattr(dataset, "_fs", None) or fsspec.filesystem("file")
-            folder = get_filepath_str(dataset._get_versioned_path(version).parent, getattr(dataset, "_protocol", "file"))
+            folder = get_filepath_str(
+                dataset._get_versioned_path(version).parent, getattr(dataset, "_protocol", "file")
+            )
             if fs.isdir(folder):
                 fs.rm(folder, recursive=True)
                 logger.warning("Run failed: removed %s, which it had saved", folder)
