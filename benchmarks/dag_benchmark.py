@@ -35,8 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import logger, machine_info, setup_logging, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# Kedro's rich log lines start with the time ([12/01/26 00:12:55]); the plain
-# handler with "%(asctime)s". Either way each node's line names it.
+# Lines of the run's log (plain_logging.yml: "%(asctime)s - ...") that start or complete a node.
 NODE_DONE = re.compile(r"Completed node: ([\w.]+)|Running node: ([\w.]+)")
 TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
 
@@ -102,7 +101,7 @@ def run_dag(project: Path, args: argparse.Namespace) -> dict[str, Any]:
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(project)], check=True)
     env = {
         **os.environ,
-        # The clone's code, not the installed copy's; the log as a file gets it.
+        # The clone's code, not the installed copy's; plain log lines with times, for node_times.
         "PYTHONPATH": str(project / "src"),
         "KEDRO_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
