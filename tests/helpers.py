@@ -10,17 +10,21 @@ import gzip
 import io
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 
 from image_recognition.cifar10.fetch import md5_of
+from image_recognition.cifar10.synthetic import make_images
 from image_recognition.models import build_model, validate_model_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -196,12 +200,14 @@ class Project:
 
 # Models of the `evaluated` fixture (tests/conftest.py): the simple_cnn and a tiny vit.
 EVALUATED_MODELS = {"simple_cnn": {}, "vit": {"depth": 1, "embed_dim": 32, "num_heads": 2, "patch_size": 8}}
-TRAINING_TTA = {"simple_cnn": "none", "vit": "flip_translate"}  # evaluation follows each checkpoint's own
+TRAINING_TTA = {"simple_cnn": "none", "cnn": "flip_translate", "vit": "flip_translate"}  # evaluation follows each's own
+# Every model, small: the evaluated ones and a narrow cnn.
+SMALL_MODELS = {**EVALUATED_MODELS, "cnn": {"widths": [16, 32, 32]}}
 
 
 def fake_checkpoint(name: str, **training_config) -> dict:
     torch.manual_seed(0)
-    config = validate_model_config(name, EVALUATED_MODELS[name])
+    config = validate_model_config(name, SMALL_MODELS[name])
     return {
         "format": 1,
         "model_name": name,
@@ -230,3 +236,85 @@ def fake_history() -> pd.DataFrame:
             "compile_time_s": [3.0, 3.0],
         }
     )
+
+
+# --- image files from outside, good and hostile ------------------------------------------------------
+
+
+def image_file(image: Image.Image, fmt: str, **save_args: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save_args)
+    return buffer.getvalue()
+
+
+def class_image(label: int, size: tuple[int, int] = (32, 32), seed: int = 0) -> Image.Image:
+    """A synthetic image of class ``label`` (the demo's data), resized to ``size`` (width, height)."""
+    pixels = make_images(np.array([label]), np.random.default_rng(seed))[0]  # (3, 32, 32)
+    return Image.fromarray(pixels.transpose(1, 2, 0), mode="RGB").resize(size, Image.Resampling.BICUBIC)
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes whose header declares ``width`` x ``height`` grey pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+def _palette_with_transparency() -> bytes:
+    image = class_image(3, (40, 30)).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    return image_file(image, "PNG", transparency=0)
+
+
+# Files that must be refused: name -> (bytes, the error's message).
+BAD_IMAGES = {
+    "not_an_image.jpg": (b"these are my notes, not a photograph\n" * 20, "not an image Pillow can read"),
+    "truncated.jpg": (image_file(class_image(1, (64, 64)), "JPEG")[:700], "the image data is truncated"),
+    "empty.png": (b"", r"the file is empty \(0 bytes\)"),
+    "bomb.png": (
+        _png_declaring(100_000, 100_000),
+        "declares more than 40,000,000 pixels, a possible decompression bomb",
+    ),
+}
+
+# Unusual files that must be predicted: name -> bytes.
+ODD_IMAGES = {
+    "grey16.png": image_file(Image.fromarray((np.arange(32 * 32).reshape(32, 32) * 60).astype(np.uint16)), "PNG"),
+    "palette_transparent.png": _palette_with_transparency(),
+    "cmyk.jpg": image_file(class_image(5, (48, 48)).convert("CMYK"), "JPEG"),
+    "one_pixel.png": image_file(class_image(2, (1, 1)), "PNG"),
+    "very_wide.png": image_file(class_image(7, (10_000, 10)), "PNG"),
+}
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return [folder / name for name in files]
+
+
+def write_class_images(folder: Path, per_class: int = 3) -> dict[str, int]:
+    """Demo-class images in every format and several sizes; file name -> true label."""
+    formats = [
+        ("png", "PNG", {}),
+        ("jpg", "JPEG", {"quality": 95}),
+        ("webp", "WEBP", {"lossless": True}),
+        ("bmp", "BMP", {}),
+        ("gif", "GIF", {}),
+    ]
+    sizes = [(32, 32), (64, 48), (100, 100)]
+    labels, index = {}, 0
+    folder.mkdir(parents=True, exist_ok=True)
+    for label in range(10):
+        for copy in range(per_class):
+            extension, fmt, args = formats[index % len(formats)]
+            size = sizes[index % len(sizes)]
+            image = class_image(label, size, seed=1000 + index)
+            name = f"class{label}_{copy}.{extension}"
+            (folder / name).write_bytes(image_file(image, fmt, **args))
+            labels[name] = label
+            index += 1
+    return labels

@@ -11,11 +11,23 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from tests.helpers import PROJECT_ROOT, Project
+from tests.helpers import (
+    BAD_IMAGES,
+    ODD_IMAGES,
+    PROJECT_ROOT,
+    Project,
+    class_image,
+    image_file,
+    write_class_images,
+    write_files,
+)
 
 pytestmark = pytest.mark.slow  # every test here runs the kedro CLI in a subprocess
 
@@ -166,3 +178,96 @@ def test_record_mode_trains_on_every_training_image_and_still_reports(tmp_path):
         assert metrics["history"][-1]["train_loss"] > 0
     page = next((reporting / "comparison_report.html").glob("*/comparison_report.html")).read_text()
     assert all(f'id="{name}"' in page for name in FIGURES)
+
+
+def newest_version(folder: Path) -> str:
+    return sorted(p.name for p in folder.iterdir())[-1]
+
+
+def test_predict_pipeline_writes_predictions_and_a_gallery(demo):
+    folder = demo.root / "data/demo/09_predict"
+    labels = write_class_images(folder, per_class=3)
+    write_files(folder / "odd", ODD_IMAGES)
+    result = demo.kedro("run", "--env=demo", "--pipelines=predict")
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = demo.root / "data/demo/07_model_output/predictions.csv"
+    table = pd.read_csv(output / only_version(output) / "predictions.csv")
+    assert set(table["file"]) == set(labels) | {f"odd/{name}" for name in ODD_IMAGES}
+    assert table["error"].isna().all()
+    assert (table["model"] == "cnn").all()
+    assert (table["checkpoint_version"] == newest_version(demo.root / "data/demo/06_models/cnn/checkpoint.pt")).all()
+    predicted = table.set_index("file")["class"]
+    right = sum(predicted[name] == f"pattern_{label}" for name, label in labels.items()) / len(labels)
+    assert right >= 0.6, right  # ten classes: chance is 0.1
+    gallery = demo.root / "data/demo/08_reporting/prediction_gallery.html"
+    page = (gallery / only_version(gallery) / "prediction_gallery.html").read_text()
+    assert page.count("data:image/png;base64,") == len(table) and "<script" not in page
+
+
+def test_predict_pipeline_pins_a_model_and_refuses_bad_input(demo, tmp_path):
+    vit = demo.root / "data/demo/06_models/vit/checkpoint.pt"
+    oldest = sorted(p.name for p in vit.iterdir())[0]
+    bad = tmp_path / "bad"
+    write_files(bad, {"ok.png": ODD_IMAGES["one_pixel.png"], "truncated.jpg": BAD_IMAGES["truncated.jpg"][0]})
+    outputs = demo.root / "data/demo/07_model_output/predictions.csv"
+    before = sorted(outputs.iterdir()) if outputs.exists() else []
+    cases = {
+        "truncated.jpg: the image data is truncated": ["--params", f"predict.input_dir={bad}"],
+        "predict.model must be one of simple_cnn, cnn, vit, got 'resnet'": ["--params", "predict.model=resnet"],
+        "--load-versions names cnn.checkpoint:2020-01-01T00.00.00.000Z, which was never saved": [
+            "--load-versions=cnn.checkpoint:2020-01-01T00.00.00.000Z"
+        ],
+        f"no images in {tmp_path / 'empty'}": ["--params", f"predict.input_dir={tmp_path / 'empty'}"],
+    }
+    (tmp_path / "empty").mkdir()
+    for message, args in cases.items():
+        result = demo.kedro("run", "--env=demo", "--pipelines=predict", *args)
+        assert result.returncode == 1, (message, result.stderr[-3000:])
+        assert message in result.stderr, (message, result.stderr[-3000:])
+        assert (sorted(outputs.iterdir()) if outputs.exists() else []) == before, message  # nothing written
+    kept = demo.kedro(
+        "run",
+        "--env=demo",
+        "--pipelines=predict",
+        f"--load-versions=vit.checkpoint:{oldest}",
+        "--params",
+        f"predict.model=vit,predict.keep_going=true,predict.input_dir={bad}",
+    )
+    assert kept.returncode == 0, kept.stderr[-3000:]
+    table = pd.read_csv(outputs / newest_version(outputs) / "predictions.csv").set_index("file")
+    assert (table["checkpoint_version"] == oldest).all() and (table["model"] == "vit").all()
+    assert "truncated" in table.loc["truncated.jpg", "error"] and isinstance(table.loc["ok.png", "class"], str)
+
+
+def test_image_recognition_predict_prints_json_after_the_demo_run(demo):
+    image = demo.root / "one.jpg"
+    image.write_bytes(image_file(class_image(4, (80, 60)), "JPEG"))
+    command = [
+        str(Path(sys.executable).with_name("image-recognition")),
+        "predict",
+        "--model",
+        "cnn",
+        "--json",
+        str(image),
+    ]
+    env = {**os.environ, "KEDRO_ENV": "demo", "NO_COLOR": "1"}
+    result = subprocess.run(command, cwd=demo.root, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["file"] == str(image) and record["model"] == "cnn"
+    assert record["checkpoint_version"] == newest_version(demo.root / "data/demo/06_models/cnn/checkpoint.pt")
+    assert record["class"].startswith("pattern_") and 0 < record["probability"] <= 1
+
+
+def test_export_pipeline_writes_onnx_and_safetensors_of_the_chosen_checkpoint(demo):
+    onnx = pytest.importorskip("onnx", reason="pip install -e '.[export]'")
+    result = demo.kedro("run", "--env=demo", "--pipelines=export", "--params", "export.model=vit")
+    assert result.returncode == 0, result.stderr[-3000:]
+    models = demo.root / "data/demo/06_models"
+    graph = models / "export/model.onnx"
+    proto = onnx.load(str(graph / only_version(graph) / "model.onnx"))
+    props = {entry.key: entry.value for entry in proto.metadata_props}
+    assert props["model_name"] == "vit"
+    assert props["checkpoint_version"] == newest_version(models / "vit/checkpoint.pt")
+    weights = models / "export/model.safetensors"
+    assert (weights / only_version(weights) / "model.safetensors").stat().st_size > 0

@@ -2,21 +2,34 @@
 as `image-recognition` and `python -m image_recognition`
 """
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
 
-from kedro.framework.cli.utils import find_run_command
-from kedro.framework.project import configure_project
-
 
 def main(*args, **kwargs) -> Any:
     package_name = Path(__file__).parent.name
-    configure_project(package_name)
-
     interactive = hasattr(sys, "ps1")
     kwargs["standalone_mode"] = not interactive
 
+    # `image-recognition predict ...` predicts image files; anything else runs the pipeline, as Kedro's
+    # packaged projects do.
+    argv = list(args[0] if args else kwargs.get("args") or sys.argv[1:])
+    if argv[:1] == ["predict"]:
+        # Kedro logs while it is imported: to stderr, so that stdout holds only the predictions.
+        with contextlib.redirect_stdout(sys.stderr):
+            from kedro.framework.project import configure_project  # noqa: PLC0415
+
+            from image_recognition.cli import predict  # noqa: PLC0415 (only this command needs it)
+
+            configure_project(package_name)
+        return predict.main(argv[1:], prog_name="image-recognition predict", standalone_mode=kwargs["standalone_mode"])
+
+    from kedro.framework.cli.utils import find_run_command  # noqa: PLC0415 (imported after the branch above)
+    from kedro.framework.project import configure_project  # noqa: PLC0415
+
+    configure_project(package_name)
     run = find_run_command(package_name)
     return run(*args, **kwargs)
 

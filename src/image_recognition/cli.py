@@ -1,21 +1,42 @@
-"""Project CLI: Kedro's own ``run``, with one-line errors for bad input.
+"""Project CLI: Kedro's own ``run``, with one-line errors for bad input, and ``predict``.
 
 A run that fails on bad input (a checksum mismatch, a hostile archive, an
 unknown parameter) ends with the error's message and exit status 1 instead of
 a page of traceback; every other failure keeps Kedro's full traceback.
+
+``kedro predict`` (and ``image-recognition predict``) predicts image files
+named on the command line with a checkpoint from the project's catalog:
+
+    image-recognition predict --model cnn [--checkpoint-version V] [--json] [--keep-going] PATH...
+
+Exit status 0 when every file was predicted; 1 with one ``Error:`` line on the
+first bad file, or, with ``--keep-going``, after predicting every good file and
+reporting each bad one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import json
+import math
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
+import pandas as pd
 from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.session import KedroSession
+from kedro.io.core import Version
 
+from image_recognition.datasets.files import saved_versions
+from image_recognition.datasets.images import image_loaders
 from image_recognition.errors import InputError
+from image_recognition.models import MODEL_NAMES
+from image_recognition.prediction import PredictConfig, check_model_name, predict_images
 
 
 @click.group(name="image_recognition")
@@ -37,3 +58,81 @@ def _short_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
 run = copy.copy(kedro_run)
 run.callback = _short_errors(kedro_run.callback)
 cli.add_command(run)
+
+
+@cli.command()
+@click.option("--model", "-m", required=True, help=f"the model whose checkpoint predicts: {', '.join(MODEL_NAMES)}")
+@click.option("--checkpoint-version", help="a version of <model>.checkpoint (default: the latest)")
+@click.option("--env", "-e", envvar="KEDRO_ENV", help="the Kedro environment whose catalog holds the checkpoints")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per file on stdout instead of a table")
+@click.option("--keep-going", is_flag=True, help="predict every good file and report each bad one (exit 1 if any)")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def predict(  # noqa: PLR0913 (the command's options)
+    model: str,
+    checkpoint_version: str | None,
+    env: str | None,
+    as_json: bool,
+    keep_going: bool,
+    paths: tuple[Path, ...],
+) -> None:
+    """Predict the class of each image file, and of each image in each folder, in PATHS."""
+    # Kedro's and the project's log lines go to stderr: stdout holds only the answer.
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            check_model_name(model, "--model")
+            with KedroSession.create(project_path=Path.cwd(), env=env) as session:
+                context = session.load_context()
+            params = {**(context.params.get("predict") or {}), "model": model, "keep_going": keep_going}
+            params.pop("input_dir", None)
+            config = PredictConfig.from_dict(params)
+            checkpoint, version = _load_checkpoint(context.catalog, model, checkpoint_version)
+            loaders = image_loaders(paths)
+            predictions = predict_images(loaders, checkpoint, config, version, thumbnails=False)
+        except InputError as exc:
+            raise click.ClickException(str(exc)) from None
+    _print_predictions(predictions.table, as_json, stdout)
+    if len(predictions.failed):
+        sys.exit(1)
+
+
+def _load_checkpoint(catalog: Any, model: str, version: str | None) -> tuple[dict[str, Any], str]:
+    """``<model>.checkpoint`` from the project's catalog: the pinned version, else the latest."""
+    name = f"{model}.checkpoint"
+    dataset = catalog.get(name, version=Version(version, None) if version else None)
+    saved = saved_versions(dataset)
+    if not saved:
+        raise InputError(f"no {name} has been saved: train it first with `kedro run --pipelines=train_{model}`")
+    if version is not None and version not in saved:
+        raise InputError(f"{name} has no version {version!r}; the saved ones are {', '.join(saved[-5:])} (newest last)")
+    return dataset.load(), dataset.resolve_load_version()
+
+
+def _print_predictions(table: pd.DataFrame, as_json: bool, stdout: Any) -> None:
+    rows = table.to_dict("records")
+    if as_json:
+        for row in rows:
+            record = {key: value for key, value in row.items() if not (isinstance(value, float) and math.isnan(value))}
+            record = {key: value for key, value in record.items() if value is not None}
+            stdout.write(json.dumps(record) + "\n")
+        stdout.flush()
+        return
+    from rich.console import Console  # noqa: PLC0415 (only the table needs rich)
+    from rich.table import Table  # noqa: PLC0415
+
+    shown = Table(title=f"{table['model'].iloc[0]} {table['checkpoint_version'].iloc[0]}")
+    # File names are never shortened: folded on a terminal, on one line in a pipe or a file.
+    shown.add_column("file", overflow="fold")
+    for name in ("class", "probability", "2nd", "3rd"):
+        shown.add_column(name)
+    for row in rows:
+        if isinstance(row["error"], str):
+            click.echo(f"Error: {row['error']}", err=True)
+            continue
+        ranks = [
+            f"{row[f'class_{k}']} {row[f'probability_{k}']:.1%}"
+            for k in (2, 3)
+            if isinstance(row.get(f"class_{k}"), str)
+        ]
+        shown.add_row(row["file"], row["class"], f"{row['probability']:.1%}", *ranks, *[""] * (2 - len(ranks)))
+    Console(file=stdout, width=None if stdout.isatty() else 10_000).print(shown)

@@ -11,6 +11,8 @@ from kedro.io import AbstractVersionedDataset
 from kedro.io.core import get_filepath_str
 from kedro.pipeline import Node, Pipeline
 
+from image_recognition.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 # Node tags the hooks act on, set where each pipeline is declared (pipelines/*/pipeline.py),
@@ -49,6 +51,38 @@ class DiscardFailedRunHook:
             if fs.isdir(folder):
                 fs.rm(folder, recursive=True)
                 logger.warning("Run failed: removed %s, which it had saved", folder)
+
+
+class SelectedCheckpointHook:
+    """Give the ``predict`` and ``export`` pipelines the checkpoint their parameters name.
+
+    Their nodes take ``predict_checkpoint`` and ``export_checkpoint``; this hook
+    makes each the very dataset ``<model>.checkpoint`` of the model that
+    ``predict.model`` (``export.model``) names, so ``--load-versions=
+    cnn.checkpoint:<version>`` pins it as it pins evaluation's. An unknown
+    model name is left to the pipeline's parameter check, which names the fix.
+    """
+
+    ALIASES = {"predict_checkpoint": "params:predict.model", "export_checkpoint": "params:export.model"}
+
+    @hook_impl
+    def after_catalog_created(self, catalog: Any, parameters: dict[str, Any], load_versions: dict[str, str]) -> None:
+        from image_recognition.datasets.files import saved_versions  # noqa: PLC0415 (keeps torch out of hook loading)
+        from image_recognition.models import MODEL_NAMES  # noqa: PLC0415
+
+        for alias, parameter in self.ALIASES.items():
+            model = parameters.get(parameter)
+            if model not in MODEL_NAMES:
+                continue
+            name = f"{model}.checkpoint"
+            dataset = catalog.get(name)
+            pinned = (load_versions or {}).get(name)
+            if pinned and pinned not in (saved := saved_versions(dataset)):
+                raise InputError(
+                    f"--load-versions names {name}:{pinned}, which was never saved; "
+                    f"the saved versions are {', '.join(saved[-5:]) or 'none'} (newest last)"
+                )
+            catalog[alias] = dataset
 
 
 class ValidateParametersHook:

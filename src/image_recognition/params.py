@@ -19,6 +19,8 @@ ConfigT = TypeVar("ConfigT")
 PARAMETER_FILES = {
     "cifar10": "parameters_data_processing.yml",
     "evaluation": "parameters_evaluation.yml",
+    "predict": "parameters_predict.yml",
+    "export": "parameters_export.yml",
 }
 _MODEL_SECTIONS = ("model", "training")
 

@@ -9,13 +9,16 @@ training and evaluation nodes and datasets, so kedro viz collapses them per mode
 - ``evaluate_<model>`` and ``evaluation`` (all models): test-set metrics and costs.
 - ``reporting``: figures, comparison table and HTML report from whatever
   models have been evaluated.
-- ``__default__``: everything, in that order.
+- ``__default__``: all of the above, in that order.
+- ``predict``: a folder of new images through ``predict.model``'s checkpoint.
+- ``export``: ``export.model``'s checkpoint to ONNX and safetensors (the
+  ``export`` extra). Neither is in ``__default__``: both use a trained model.
 """
 
 from kedro.pipeline import Pipeline
 
 from image_recognition.models import MODEL_NAMES
-from image_recognition.pipelines import data_processing, evaluation, reporting, training
+from image_recognition.pipelines import data_processing, evaluation, export, predict, reporting, training
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -28,4 +31,6 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines["evaluation"] = sum((pipelines[f"evaluate_{m}"] for m in MODEL_NAMES), Pipeline([]))
     pipelines["reporting"] = reporting.create_pipeline(MODEL_NAMES)
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    pipelines["predict"] = predict.create_pipeline()
+    pipelines["export"] = export.create_pipeline()
     return pipelines

@@ -92,3 +92,35 @@ class FileDataset(AbstractVersionedDataset[_In, _Out]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "protocol": self._protocol, "version": self._version}
+
+
+def saved_versions(dataset: AbstractVersionedDataset) -> list[str]:
+    """The versions of a versioned one-file dataset that hold their file, oldest first."""
+    fs, protocol = dataset._fs, getattr(dataset, "_protocol", "file")
+    folder = get_filepath_str(dataset._filepath, protocol)
+    if not fs.isdir(folder):
+        return []
+    name = PurePosixPath(folder).name
+    return sorted(PurePosixPath(entry).name for entry in fs.ls(folder, detail=False) if fs.exists(f"{entry}/{name}"))
+
+
+class BytesDataset(FileDataset[bytes, bytes]):
+    """A file's bytes as they are (an ONNX graph, safetensors weights), versioned and written atomically.
+
+    Example catalog entry::
+
+        onnx_model:
+          type: image_recognition.datasets.BytesDataset
+          filepath: data/06_models/export/model.onnx
+          versioned: true
+    """
+
+    def load(self) -> bytes:
+        with self._reader() as handle:
+            return handle.read()
+
+    def save(self, data: bytes) -> None:
+        if not isinstance(data, bytes | bytearray):
+            raise DatasetError(f"{type(self).__name__} saves bytes, got {type(data).__name__}")
+        with self._writer() as handle:
+            handle.write(data)

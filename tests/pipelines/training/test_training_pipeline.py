@@ -91,7 +91,7 @@ def test_every_environment_has_valid_training_parameters():
 def test_resume_refuses_a_checkpoint_trained_on_other_data(tmp_path, synthetic_data):
     spec = check_training_params({"name": "simple_cnn"}, {"epochs": 1, "batch_size": 64, "device": "cpu"})
     split = {"images": synthetic_data.train_images[:200], "labels": synthetic_data.train_labels[:200]}
-    report = {"source": {"md5": "0" * 32, "url": "synthetic://cifar10"}}
+    report = {"source": {"md5": "0" * 32, "url": "synthetic://cifar10"}, "class_names": synthetic_data.class_names}
     path = str(tmp_path / "in_progress.pt")
     stats = {"mean": [0.5] * 3, "std": [0.25] * 3}
     checkpoint, _ = train_model(spec, split, split, stats, report, path)

@@ -75,7 +75,7 @@ def train_model(
 def _training_data(
     data_report: dict[str, Any], train_split: dict[str, Any], validation_split: dict[str, Any]
 ) -> dict[str, Any]:
-    """What the checkpoint was trained on: the source archive and the splits' catalog versions.
+    """What the checkpoint was trained on: the source archive, its class names and the splits' catalog versions.
 
     The versions are the ``_catalog_version`` keys that the project's
     InputVersionsHook adds for nodes tagged ``records_input_versions``.
@@ -83,6 +83,7 @@ def _training_data(
     return {
         "md5": data_report["source"]["md5"],
         "url": data_report["source"]["url"],
+        "class_names": list(data_report["class_names"]),
         "train_split_version": train_split.get("_catalog_version"),
         "validation_split_version": validation_split.get("_catalog_version"),
     }

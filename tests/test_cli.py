@@ -1,0 +1,129 @@
+"""``image-recognition predict`` / ``kedro predict``: a table or JSON lines, exit 1 with one line per bad file.
+
+Run in-process on a project folder holding one saved checkpoint: every input
+here comes from outside, and each bad one must get its own clear message, a
+non-zero exit and nothing on stdout that a script would take for an answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+from kedro.framework.startup import bootstrap_project
+from kedro.io.core import Version
+
+from image_recognition.cli import cli
+from image_recognition.datasets import TorchCheckpointDataset
+from tests.helpers import BAD_IMAGES, ODD_IMAGES, class_image, fake_checkpoint, image_file, write_files
+
+VERSION = "2026-12-01T10.00.00.000Z"
+
+
+@pytest.fixture
+def predicting(project, monkeypatch):
+    """A project with a simple_cnn checkpoint saved in the demo environment's catalog, as the cwd."""
+    dataset = TorchCheckpointDataset(
+        filepath=str(project.root / "data/demo/06_models/simple_cnn/checkpoint.pt"), version=Version(None, VERSION)
+    )
+    dataset.save(fake_checkpoint("simple_cnn"))
+    monkeypatch.chdir(project.root)
+    bootstrap_project(project.root)
+    return project
+
+
+def predict(*args: str):
+    return CliRunner().invoke(cli, ["predict", "--env", "demo", "--model", "simple_cnn", *args])
+
+
+def test_json_lines_name_each_file_its_classes_and_the_checkpoint(predicting, tmp_path):
+    paths = write_files(tmp_path / "in", {f"{i}.png": image_file(class_image(i), "PNG") for i in range(3)})
+    result = predict("--json", *map(str, paths))
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["file"] for r in records] == sorted(map(str, paths))
+    assert all(r["checkpoint_version"] == VERSION and r["model"] == "simple_cnn" for r in records)
+    assert all(
+        {"class", "probability", "class_2", "probability_2", "class_3", "probability_3"} <= set(r) for r in records
+    )
+
+
+def test_a_table_by_default_and_folders_are_expanded(predicting, tmp_path):
+    write_files(tmp_path / "in", {"cat.jpg": image_file(class_image(3), "JPEG"), **ODD_IMAGES})
+    result = predict(str(tmp_path / "in"))
+    assert result.exit_code == 0, result.output
+    assert "cat.jpg" in result.stdout and "very_wide.png" in result.stdout and VERSION in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IMAGES))
+def test_a_bad_file_exits_1_with_one_error_line_and_no_answer(predicting, tmp_path, name):
+    data, message = BAD_IMAGES[name]
+    paths = write_files(tmp_path / "in", {"a_good.png": image_file(class_image(1), "PNG"), name: data})
+    before = predicting.data_files()
+    result = predict("--json", *map(str, paths))
+    assert result.exit_code == 1 and result.stdout == ""  # nothing half-answered
+    assert (
+        name in result.stderr and len([line for line in result.stderr.splitlines() if line.startswith("Error:")]) == 1
+    )
+    assert predicting.data_files() == before
+
+
+def test_keep_going_predicts_every_good_file_and_reports_each_bad_one(predicting, tmp_path):
+    bad = {name: data for name, (data, _) in BAD_IMAGES.items()}
+    paths = write_files(
+        tmp_path / "in",
+        {"good1.png": image_file(class_image(1), "PNG"), **bad, "good2.png": image_file(class_image(2), "PNG")},
+    )
+    result = predict("--json", "--keep-going", *map(str, paths))
+    assert result.exit_code == 1
+    records = {os.path.basename(r["file"]): r for r in map(json.loads, result.stdout.splitlines())}
+    assert set(records) == {"good1.png", "good2.png", *bad}
+    assert "class" in records["good1.png"] and "class" in records["good2.png"]
+    for name, (_, message) in BAD_IMAGES.items():
+        assert "class" not in records[name]
+        assert name in records[name]["error"], records[name]
+
+
+def test_table_mode_keep_going_prints_an_error_line_per_bad_file(predicting, tmp_path):
+    bad = {name: data for name, (data, _) in BAD_IMAGES.items()}
+    write_files(tmp_path / "in", {"good.png": image_file(class_image(1), "PNG"), **bad})
+    result = predict("--keep-going", str(tmp_path / "in"))
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == len(bad) and "good.png" in result.stdout
+
+
+def test_a_link_out_of_a_folder_is_refused(predicting, tmp_path):
+    (tmp_path / "secret.png").write_bytes(image_file(class_image(1), "PNG"))
+    write_files(tmp_path / "in", {"ok.png": image_file(class_image(2), "PNG")})
+    os.symlink(tmp_path / "secret.png", tmp_path / "in" / "link.png")
+    result = predict(str(tmp_path / "in"))
+    assert result.exit_code == 1
+    assert "link.png: a symbolic link to" in result.stderr and "outside the image folder" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "resnet"], "--model must be one of simple_cnn, cnn, vit, got 'resnet'"),
+        (
+            ["--checkpoint-version", "2020-01-01T00.00.00.000Z"],
+            "simple_cnn.checkpoint has no version '2020-01-01T00.00.00.000Z'; the saved ones are " + VERSION,
+        ),
+        (["--model", "vit"], "no vit.checkpoint has been saved: train it first with `kedro run --pipelines=train_vit`"),
+    ],
+)
+def test_bad_model_or_version_is_one_clear_error(predicting, tmp_path, args, message):
+    paths = write_files(tmp_path / "in", {"a.png": image_file(class_image(1), "PNG")})
+    result = predict(*args, str(paths[0]))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert f"Error: {message}" in result.stderr
+
+
+def test_an_empty_folder_is_one_clear_error(predicting, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = predict(str(tmp_path / "empty"))
+    assert result.exit_code == 1
+    assert "no images in" in result.stderr and "put PNG, JPEG, WebP, BMP or GIF files there" in result.stderr

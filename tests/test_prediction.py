@@ -1,0 +1,145 @@
+"""New images to predictions: RGB the standard way, 32x32 by crop or pad, top-3 rows, a gallery."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from image_recognition.datasets.images import ImageError
+from image_recognition.errors import ParameterError
+from image_recognition.prediction import (
+    CIFAR10_CLASS_NAMES,
+    PREDICTION_COLUMNS,
+    PredictConfig,
+    gallery_html,
+    model_input,
+    predict_images,
+    to_rgb,
+)
+from tests.helpers import ODD_IMAGES, class_image, fake_checkpoint
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped_to_white():
+    image = Image.open(io.BytesIO(ODD_IMAGES["grey16.png"]))
+    assert image.mode.startswith("I")
+    pixels = np.asarray(to_rgb(image))
+    assert pixels.shape == (32, 32, 3) and 0 < pixels.mean() < 200  # clipping would make most of it 255
+
+
+def test_transparency_is_composited_on_white():
+    image = Image.new("RGBA", (4, 4), (10, 20, 30, 0))
+    assert to_rgb(image).getpixel((0, 0)) == (255, 255, 255)
+    palette = Image.open(io.BytesIO(ODD_IMAGES["palette_transparent.png"]))
+    assert palette.mode == "P" and "transparency" in palette.info
+    assert to_rgb(palette).mode == "RGB"
+    assert to_rgb(Image.new("LA", (2, 2), (0, 255))).getpixel((0, 0)) == (0, 0, 0)
+
+
+def test_cmyk_converts_to_rgb():
+    assert to_rgb(Image.new("CMYK", (2, 2), (0, 255, 255, 0))).getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_exif_orientation_is_applied():
+    wide = Image.new("RGB", (40, 20), "red")
+    exif = wide.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees to display
+    buffer = io.BytesIO()
+    wide.save(buffer, format="JPEG", exif=exif)
+    assert to_rgb(Image.open(buffer)).size == (20, 40)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (10_000, 10), (10, 10_000), (32, 32), (640, 480)])
+@pytest.mark.parametrize("resize", ["crop", "pad"])
+def test_any_size_becomes_the_models_input(size, resize):
+    pixels = model_input(Image.new("RGB", size, (200, 100, 50)), resize)
+    assert pixels.shape == (3, 32, 32) and pixels.dtype == torch.uint8
+
+
+def test_crop_fills_the_frame_and_pad_keeps_the_whole_image():
+    wide = Image.new("RGB", (64, 32), (200, 100, 50))
+    assert (model_input(wide, "crop")[0] == 200).all()
+    padded = model_input(wide, "pad")
+    assert (padded[:, :8] == 0).all() and (padded[:, -8:] == 0).all()  # black above and below
+    assert (padded[0, 8:24] == 200).all()
+
+
+def loaders_for(images: dict[str, Image.Image | Exception]):
+    def load(value):
+        def call():
+            if isinstance(value, Exception):
+                raise value
+            return value
+
+        return call
+
+    return {name: load(value) for name, value in images.items()}
+
+
+def test_predictions_have_a_row_per_file_with_the_top_three():
+    checkpoint = fake_checkpoint("simple_cnn")
+    images = {f"img{i}.png": class_image(i % 10, (48, 40), seed=i) for i in range(12)}
+    predictions = predict_images(loaders_for(images), checkpoint, PredictConfig(model="simple_cnn"), "2026-v")
+    table = predictions.table
+    assert list(table.columns) == PREDICTION_COLUMNS
+    assert list(table["file"]) == sorted(images)
+    assert set(table["class"]) <= set(CIFAR10_CLASS_NAMES)  # this checkpoint predates its own class names
+    assert (table["probability"] >= table["probability_2"]).all()
+    assert (table["probability_2"] >= table["probability_3"]).all()
+    assert (table[["probability", "probability_2", "probability_3"]].sum(axis=1) <= 1 + 1e-6).all()
+    assert (table["model"] == "simple_cnn").all() and (table["checkpoint_version"] == "2026-v").all()
+    assert table["error"].isna().all() and set(predictions.thumbnails) == set(images)
+
+
+def test_class_names_come_from_the_checkpoint():
+    checkpoint = fake_checkpoint("simple_cnn")
+    checkpoint["data"]["class_names"] = [f"pattern_{i}" for i in range(10)]
+    table = predict_images(loaders_for({"a.png": class_image(1)}), checkpoint, PredictConfig(model="simple_cnn")).table
+    assert table["class"][0].startswith("pattern_")
+
+
+def test_a_bad_file_stops_prediction_unless_keep_going():
+    checkpoint = fake_checkpoint("simple_cnn")
+    images = {
+        "a.png": class_image(1),
+        "b.png": ImageError("b.png: the file is empty (0 bytes)"),
+        "c.png": class_image(2),
+    }
+    with pytest.raises(ImageError, match="b.png: the file is empty"):
+        predict_images(loaders_for(images), checkpoint, PredictConfig(model="simple_cnn"))
+    table = predict_images(loaders_for(images), checkpoint, PredictConfig(model="simple_cnn", keep_going=True)).table
+    assert table.set_index("file")["error"].notna().to_dict() == {"a.png": False, "b.png": True, "c.png": False}
+    assert table.set_index("file")["class"].isna()["b.png"]
+
+
+def test_gallery_is_self_contained_sorted_and_escapes_file_names():
+    checkpoint = fake_checkpoint("simple_cnn")
+    images = {f"<script>alert({i})</script>.png": class_image(i, seed=i) for i in range(5)}
+    images["broken.png"] = ImageError("broken.png: not an image Pillow can read")
+    config = PredictConfig(model="simple_cnn", keep_going=True, gallery_size=3)
+    predictions = predict_images(loaders_for(images), checkpoint, config)
+    page = gallery_html(predictions, config)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert page.count("data:image/png;base64,") == 3 and "the 3 most confident of 5" in page
+    assert "broken.png: not an image" in page and "http" not in page
+    shown = predictions.table.dropna(subset=["class"]).sort_values("probability", ascending=False)
+    first, second = (page.index(f"{p:.1%}") for p in shown["probability"].head(2))
+    assert first <= second
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"model": "resnet"}, "predict.model must be one of simple_cnn, cnn, vit, got 'resnet'"),
+        ({"resize": "stretch"}, "predict.resize must be one of crop, pad"),
+        ({"batchsize": 8}, "unknown parameter.*predict.batchsize"),
+        ({"tta": "all"}, "predict.tta must be null"),
+        ({"batch_size": 0}, "predict.batch_size must be a positive integer"),
+    ],
+)
+def test_bad_parameters_are_refused(params, message):
+    with pytest.raises(ParameterError, match=message):
+        PredictConfig.from_dict(params)
