@@ -17,7 +17,7 @@ from image_recognition.settings import CONFIG_LOADER_ARGS
 from tests.helpers import PROJECT_ROOT
 
 GPU_CNN_WIDTHS = [64, 256, 256]  # conf/base
-CPU_CNN_WIDTHS = [32, 64, 128]  # conf/cpu
+CPU_CNN_WIDTHS = [64, 128, 256]  # conf/cpu
 
 
 @pytest.fixture
