@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pandas as pd
 import pytest
 
@@ -260,7 +261,6 @@ def test_image_recognition_predict_prints_json_after_the_demo_run(demo):
 
 
 def test_export_pipeline_writes_onnx_and_safetensors_of_the_chosen_checkpoint(demo):
-    onnx = pytest.importorskip("onnx", reason="pip install -e '.[export]'")
     result = demo.kedro("run", "--env=demo", "--pipelines=export", "--params", "export.model=vit")
     assert result.returncode == 0, result.stderr[-3000:]
     models = demo.root / "data/demo/06_models"
