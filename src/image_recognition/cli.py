@@ -20,7 +20,6 @@ import contextlib
 import copy
 import functools
 import json
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -112,8 +111,7 @@ def _print_predictions(table: pd.DataFrame, as_json: bool, stdout: Any) -> None:
     rows = table.to_dict("records")
     if as_json:
         for row in rows:
-            record = {key: value for key, value in row.items() if not (isinstance(value, float) and math.isnan(value))}
-            record = {key: value for key, value in record.items() if value is not None}
+            record = {key: value for key, value in row.items() if not pd.isna(value)}  # no class on an error row
             stdout.write(json.dumps(record) + "\n")
         stdout.flush()
         return
