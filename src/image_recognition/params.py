@@ -21,6 +21,7 @@ PARAMETER_FILES = {
     "evaluation": "parameters_evaluation.yml",
     "predict": "parameters_predict.yml",
     "export": "parameters_export.yml",
+    "tracking": "parameters_tracking.yml",
 }
 _MODEL_SECTIONS = ("model", "training")
 

@@ -7,8 +7,20 @@ from image_recognition.hooks import (
     SelectedCheckpointHook,
     ValidateParametersHook,
 )
+from image_recognition.tracking import MlflowTrackingHook, tracking_enabled
 
-HOOKS = (SelectedCheckpointHook(), ValidateParametersHook(), InputVersionsHook(), DiscardFailedRunHook())
+# Experiment tracking (the optional `mlflow` extra): kedro-mlflow registers its own
+# hook when installed; IMAGE_RECOGNITION_TRACKING=off unregisters it and leaves
+# the project's out (tracking.py). Kedro names plugins by distribution name.
+TRACKING = tracking_enabled()
+HOOKS = (
+    SelectedCheckpointHook(),
+    ValidateParametersHook(),
+    InputVersionsHook(),
+    DiscardFailedRunHook(),
+    *([MlflowTrackingHook()] if TRACKING else []),
+)
+DISABLE_HOOKS_FOR_PLUGINS = () if TRACKING else ("kedro_mlflow",)
 
 # Without --env or KEDRO_ENV, the recipes follow the hardware: conf/cpu is
 # layered between base and local where there is no CUDA (config_loader.py).
