@@ -91,10 +91,12 @@ class ValidateParametersHook:
     Nodes tagged ``validates_parameters`` take only parameters, so they can run
     before the first node: a typo in a training recipe then fails the run at
     once, not after the data stages. (They run again in their place, where
-    their output is used.)
+    their output is used.) It runs before any other hook's ``before_pipeline_run``,
+    so a bad recipe fails before kedro-mlflow opens an MLflow run that Kedro,
+    failing outside the pipeline, would never close as failed.
     """
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
         for node in pipeline.only_nodes_with_tags(VALIDATES_PARAMETERS).nodes:
             node.run({name: catalog.load(name) for name in node.inputs})
