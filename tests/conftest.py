@@ -6,6 +6,9 @@ import os
 
 os.environ["KEDRO_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
+# Experiment tracking (the mlflow extra, which the test extra installs) is off but in
+# the tests that turn it on for their own runs (tests/test_tracking.py).
+os.environ["IMAGE_RECOGNITION_TRACKING"] = "off"
 
 import shutil  # noqa: E402
 
