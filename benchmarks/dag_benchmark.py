@@ -105,6 +105,9 @@ def run_dag(project: Path, args: argparse.Namespace) -> dict[str, Any]:
         "PYTHONPATH": str(project / "src"),
         "KEDRO_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
+        # As after the Quick start's `pip install -e .`, which has no mlflow extra: no
+        # tracking (if the extra is installed, Kedro's plugin discovery still imports it).
+        "IMAGE_RECOGNITION_TRACKING": "off",
         "KEDRO_LOGGING_CONFIG": str(Path(__file__).resolve().parent / "plain_logging.yml"),
     }
     env.pop("KEDRO_ENV", None)
