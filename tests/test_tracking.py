@@ -88,13 +88,9 @@ def test_the_git_version_says_when_the_tree_has_changes(tmp_path):
 def test_an_unknown_tracking_parameter_is_refused_with_its_file():
     hook = tracking.MlflowTrackingHook()
     with pytest.raises(ParameterError, match=r"tracking\.log_checkpoint\b.*parameters_tracking\.yml"):
-        hook.after_catalog_created(
-            catalog={}, parameters={"params:tracking": {"log_checkpoint": True}}, save_version="v"
-        )
+        hook.after_catalog_created(catalog={}, parameters={"params:tracking": {"log_checkpoint": True}})
     with pytest.raises(ParameterError, match="must be true or false, got 'false'"):
-        hook.after_catalog_created(
-            catalog={}, parameters={"params:tracking": {"log_checkpoints": "false"}}, save_version="v"
-        )
+        hook.after_catalog_created(catalog={}, parameters={"params:tracking": {"log_checkpoints": "false"}})
 
 
 # --- two tracked demo runs --------------------------------------------------------------------------

@@ -145,9 +145,10 @@ class MlflowTrackingHook:
     """
 
     def __init__(self) -> None:
-        self._run_id: str | None = None
+        self._run_id: str | None = None  # None: no MLflow run to log into
+        self._client: Any = None
         self._catalog: Any = None
-        self._save_version: str | None = None
+        self._data_logged = False
         self._log_checkpoints = False
         self._environment = "unknown"
 
@@ -165,11 +166,11 @@ class MlflowTrackingHook:
         )
 
     @hook_impl
-    def after_catalog_created(self, catalog: Any, parameters: dict[str, Any], save_version: str) -> None:
+    def after_catalog_created(self, catalog: Any, parameters: dict[str, Any]) -> None:
         from image_recognition.errors import ParameterError  # noqa: PLC0415
         from image_recognition.params import parameters_file, reject_unknown_keys  # noqa: PLC0415
 
-        self._catalog, self._save_version = catalog, save_version
+        self._catalog = catalog
         settings = parameters.get("params:tracking") or {}
         reject_unknown_keys("tracking", settings, {"log_checkpoints"})
         log_checkpoints = settings.get("log_checkpoints", False)
@@ -183,6 +184,7 @@ class MlflowTrackingHook:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any) -> None:
         import mlflow  # noqa: PLC0415 (the optional extra, imported only when tracking)
+        from mlflow.tracking import MlflowClient  # noqa: PLC0415
 
         from image_recognition.models import MODEL_NAMES  # noqa: PLC0415
 
@@ -190,6 +192,7 @@ class MlflowTrackingHook:
         self._run_id = run.info.run_id if run else None  # None: tracking disabled for this pipeline
         if self._run_id is None:
             return
+        self._client, self._data_logged = MlflowClient(), False
         models = sorted({node.namespace for node in pipeline.nodes} & set(MODEL_NAMES))
         pipelines = "+".join(sorted(run_params.get("pipeline_names") or ["__default__"]))  # the CLI's order varies
         tags = {
@@ -198,19 +201,19 @@ class MlflowTrackingHook:
             "git_commit": self._code_version(Path(run_params["project_path"])),
             **{tag: os.environ[variable] for variable, tag in AIRFLOW_TAGS.items() if os.environ.get(variable)},
         }
-        client = self._client()
         for key, value in tags.items():
-            client.set_tag(self._run_id, key, value)
+            self._client.set_tag(self._run_id, key, value)
 
     @hook_impl
     def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
         """Log the data's md5 and validation size once, from the data report a node takes."""
         report = inputs.get("data_report")
-        if self._run_id is None or not isinstance(report, Mapping) or self._logged("data.md5"):
+        if self._run_id is None or self._data_logged or not isinstance(report, Mapping):
             return
         sizes = report.get("sizes") or {}
-        self._client().log_param(self._run_id, "data.md5", report["source"]["md5"])
-        self._client().log_param(self._run_id, "data.validation_size", sizes.get("validation", 0))
+        self._client.log_param(self._run_id, "data.md5", report["source"]["md5"])
+        self._client.log_param(self._run_id, "data.validation_size", sizes.get("validation", 0))
+        self._data_logged = True
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
@@ -219,8 +222,7 @@ class MlflowTrackingHook:
         dataset = self._catalog.get(dataset_name) if dataset_name in self._catalog else None
         if not isinstance(dataset, AbstractVersionedDataset):
             return
-        client = self._client()
-        client.set_tag(self._run_id, f"version.{dataset_name}", self._save_version)
+        self._client.set_tag(self._run_id, f"version.{dataset_name}", dataset.resolve_save_version())
         if dataset_name.endswith(HISTORY_SUFFIX):
             self._log_history(dataset_name.removesuffix(HISTORY_SUFFIX), data)
         elif dataset_name.endswith(METRICS_SUFFIX) and isinstance(data, Mapping):
@@ -238,7 +240,7 @@ class MlflowTrackingHook:
         now = int(time.time() * 1000)
         metrics = [Metric(key, value, now, step) for key, value, step in history_series(history, model)]
         for start in range(0, len(metrics), 1000):  # MLflow's limit per batch
-            self._client().log_batch(self._run_id, metrics=metrics[start : start + 1000])
+            self._client.log_batch(self._run_id, metrics=metrics[start : start + 1000])
 
     def _log_test_metrics(self, model: str, record: Mapping[str, Any]) -> None:
         from mlflow.entities import Metric  # noqa: PLC0415 (the optional extra)
@@ -248,33 +250,24 @@ class MlflowTrackingHook:
             **flat_numbers(record.get("quality") or {}, f"{model}.test"),
             **flat_numbers(record.get("cost") or {}, f"{model}.test.cost"),
         }
-        self._client().log_batch(self._run_id, metrics=[Metric(key, value, now, 0) for key, value in values.items()])
+        self._client.log_batch(self._run_id, metrics=[Metric(key, value, now, 0) for key, value in values.items()])
         evaluated = (record.get("provenance") or {}).get("checkpoint_version")
         if evaluated:
-            self._client().set_tag(self._run_id, f"evaluated_version.{model}.checkpoint", evaluated)
+            self._client.set_tag(self._run_id, f"evaluated_version.{model}.checkpoint", evaluated)
 
     def _log_artifact(self, dataset: AbstractVersionedDataset, folder: str | None) -> None:
         """Copy the file ``dataset`` just saved into the run's artefacts (via a temporary copy if not local)."""
         saved = dataset._get_versioned_path(dataset.resolve_save_version())
         path = get_filepath_str(saved, getattr(dataset, "_protocol", "file"))
         if getattr(dataset, "_protocol", "file") == "file":
-            self._client().log_artifact(self._run_id, path, folder)
+            self._client.log_artifact(self._run_id, path, folder)
             return
         with tempfile.TemporaryDirectory() as scratch:
             local = Path(scratch) / Path(path).name
             dataset._fs.get(path, str(local))
-            self._client().log_artifact(self._run_id, str(local), folder)
+            self._client.log_artifact(self._run_id, str(local), folder)
 
     @staticmethod
     def _code_version(project_path: Path) -> str:
         """The commit of the project folder, else of the installed package's source (an editable install)."""
         return git_version(project_path) or git_version(Path(__file__).resolve().parent) or "unknown"
-
-    def _logged(self, param: str) -> bool:
-        return param in self._client().get_run(self._run_id).data.params
-
-    @staticmethod
-    def _client() -> Any:
-        from mlflow.tracking import MlflowClient  # noqa: PLC0415 (the optional extra)
-
-        return MlflowClient()
