@@ -102,3 +102,20 @@ def test_params_for_a_block_the_environment_lacks_keep_the_rest_of_it(fake_cuda,
     cifar10 = loader["parameters"]["cifar10"]
     assert cifar10["validation_size"] == 0
     assert cifar10["source"]["md5"] and cifar10["expected_sizes"] == {"train": 50000, "test": 10000}
+
+
+@pytest.mark.parametrize("env", [None, "demo"])
+def test_data_root_at_run_time_moves_every_layer_but_the_scratch_files(fake_cuda, env):
+    fake_cuda(False)
+    loader = HardwareAwareConfigLoader(
+        f"{PROJECT_ROOT}/conf", env=env, runtime_params={"data_root": "s3://bucket/prefix"}, **CONFIG_LOADER_ARGS
+    )
+    filepaths = [entry.get("filepath") or entry.get("path") for entry in loader["catalog"].values()]
+    filepaths = [path for path in filepaths if path]
+    assert filepaths and all(path.startswith("s3://bucket/prefix/") for path in filepaths), filepaths
+    parameters = loader["parameters"]
+    assert parameters["cifar10"]["cache_dir"] == "s3://bucket/prefix/01_raw"
+    scratch = "data/demo" if env == "demo" else "data"
+    assert parameters["vit"]["checkpoint_path"] == f"{scratch}/06_models/vit/in_progress.pt"
+    default = HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", env=env, **CONFIG_LOADER_ARGS)
+    assert default["parameters"]["cifar10"]["cache_dir"] == f"{scratch}/01_raw"

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 # The environment holding the recipes for machines without CUDA.
 CPU_ENV = "cpu"
+# Globals that `--params` (and an Airflow DAG run's kedro_params) may set for one run.
+RUNTIME_GLOBALS = frozenset({"data_root", "scratch_root"})
 _announced: set[str] = set()
 
 
@@ -69,7 +71,15 @@ class HardwareAwareConfigLoader(OmegaConfigLoader):
         else:
             self._register_runtime_params_resolver()
         run_env = self.env or self.default_run_env
-        return self._merge_layers(key, [self.base_env, *filter(None, [self.hardware_env]), run_env])
+        merged = self._merge_layers(key, [self.base_env, *filter(None, [self.hardware_env]), run_env])
+        if key == "globals" and RUNTIME_GLOBALS & set(self.runtime_params or {}):
+            # `--params data_root=s3://bucket/prefix` moves every layer: globals take
+            # no ${runtime_params:...}, so the loader puts the value in.
+            merged = {
+                **merged,
+                **{name: self.runtime_params[name] for name in RUNTIME_GLOBALS & set(self.runtime_params)},
+            }
+        return merged
 
     def _merge_layers(self, key: str, envs: list[str]) -> dict[str, Any]:
         """Each environment's files merged and resolved on their own, then merged in order, as Kedro merges two.

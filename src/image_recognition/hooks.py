@@ -21,6 +21,30 @@ VALIDATES_PARAMETERS = "validates_parameters"
 RECORDS_INPUT_VERSIONS = "records_input_versions"
 
 
+class DataStoreHook:
+    """Give the data root's filesystem the ``data_store`` credentials, before any dataset is made.
+
+    With ``data_root`` on object storage (``s3://bucket/prefix``), every catalog
+    entry and the archive cache reach it with the storage options of the
+    ``data_store`` entry in ``conf/local/credentials.yml``; without that entry,
+    the filesystem's standard sources apply (``AWS_*`` variables, ``~/.aws``).
+    See :mod:`image_recognition.storage`.
+    """
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        from kedro.config import MissingConfigException  # noqa: PLC0415
+
+        from image_recognition.storage import DATA_STORE_CREDENTIALS, configure_data_store  # noqa: PLC0415
+
+        data_root = str(context.config_loader["globals"].get("data_root", "data"))
+        try:
+            credentials = context.config_loader["credentials"]
+        except MissingConfigException:
+            credentials = {}
+        configure_data_store(data_root, credentials.get(DATA_STORE_CREDENTIALS))
+
+
 class DiscardFailedRunHook:
     """Remove the versions a failed run saved, so no later run loads half a run.
 

@@ -2,6 +2,7 @@
 
 from image_recognition.config_loader import HardwareAwareConfigLoader
 from image_recognition.hooks import (
+    DataStoreHook,
     DiscardFailedRunHook,
     InputVersionsHook,
     SelectedCheckpointHook,
@@ -14,6 +15,7 @@ from image_recognition.tracking import MlflowTrackingHook, tracking_enabled
 # the project's out (tracking.py). Kedro names plugins by distribution name.
 TRACKING = tracking_enabled()
 HOOKS = (
+    DataStoreHook(),
     SelectedCheckpointHook(),
     ValidateParametersHook(),
     InputVersionsHook(),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
 
@@ -172,3 +174,59 @@ def test_decode_refuses_an_archive_replaced_since_fetch(tmp_path, synthetic_arch
     Path(record["path"]).write_bytes(b"replaced by another run")
     with pytest.raises(ArchiveError, match="changed since it was fetched"):
         decode_cifar10(record)
+
+
+@pytest.fixture
+def memory_store():
+    """An empty fsspec in-memory filesystem, standing in for object storage."""
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
+    yield fs
+    fs.store.clear()
+
+
+def test_an_archive_cache_on_object_storage_is_filled_once_then_reused(
+    tmp_path, synthetic_archive, memory_store, caplog
+):
+    config = params(tmp_path, synthetic_archive, cache_dir="memory://bucket/01_raw")
+    record = fetch_cifar10(config)
+    assert record["path"] == "memory://bucket/01_raw/cifar-10-python.tar.gz"
+    assert memory_store.cat_file("/bucket/01_raw/cifar-10-python.tar.gz") == synthetic_archive.path.read_bytes()
+    uploaded = memory_store.store["/bucket/01_raw/cifar-10-python.tar.gz"]
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert fetch_cifar10(config) == record
+    assert memory_store.store["/bucket/01_raw/cifar-10-python.tar.gz"] is uploaded
+    assert not any("Uploading" in message for message in caplog.messages)
+    assert not (tmp_path / "raw").exists()  # nothing cached locally
+    data = decode_cifar10(record)
+    assert len(data.train_images) == 1000 and len(data.test_images) == 200
+
+
+def test_a_synthetic_archive_on_object_storage_is_generated_once(tmp_path, memory_store):
+    config = params(tmp_path, cache_dir="memory://bucket/raw")
+    first = fetch_cifar10(config)
+    assert memory_store.isfile("/bucket/raw/synthetic-cifar-10-python.tar.gz.md5")
+    uploaded = memory_store.store["/bucket/raw/synthetic-cifar-10-python.tar.gz"]
+    assert fetch_cifar10(config) == first
+    assert memory_store.store["/bucket/raw/synthetic-cifar-10-python.tar.gz"] is uploaded
+
+
+def test_a_bad_archive_on_object_storage_is_moved_aside(tmp_path, memory_store):
+    memory_store.pipe_file("/bucket/raw/cifar-10-python.tar.gz", b"not a tar file")
+    record = {
+        "url": "file:///x",
+        "md5": "0d8d4c9a1b2d8bd8d2d7e6fe0b2ae4d4",
+        "path": "memory://bucket/raw/cifar-10-python.tar.gz",
+    }
+    with pytest.raises(ArchiveError, match="changed since it was fetched"):
+        decode_cifar10(record)
+    record["md5"] = hashlib.md5(b"not a tar file").hexdigest()  # noqa: S324
+    with pytest.raises(
+        ArchiveError, match=r"moved the archive aside to memory://bucket/raw/cifar-10-python\.tar\.gz\.rejected"
+    ):
+        decode_cifar10(record)
+    assert memory_store.isfile("/bucket/raw/cifar-10-python.tar.gz.rejected")
+    assert not memory_store.isfile("/bucket/raw/cifar-10-python.tar.gz")

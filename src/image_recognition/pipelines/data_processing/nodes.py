@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from image_recognition import storage
 from image_recognition.cifar10.archive import (
     IMAGE_SHAPE,
     NUM_CLASSES,
@@ -32,17 +33,46 @@ def fetch_cifar10(params: dict[str, Any]) -> dict[str, Any]:
     An archive already in place whose md5 matches is reused as it is: nothing is
     downloaded again. Otherwise the source (http(s), ``file://``, a path, or
     ``synthetic://`` for generated data) is fetched to a temporary file that is
-    moved into place only once its md5 matches.
+    moved into place only once its md5 matches. A cache on object storage
+    (``cache_dir`` under an ``s3://`` data root) is checked and filled the same
+    way through a local temporary copy, uploaded in one write once verified.
     """
     config = DataParams.from_dict(params)
     source = config.source
+    if not storage.is_local(config.cache_dir):
+        return _fetch_to_store(config)
     target = Path(config.cache_dir) / source.archive_name
-    if source.is_synthetic:
-        md5 = _ensure_synthetic_archive(target, source.synthetic_options())
-    else:
-        md5 = source.md5.lower()
-        _ensure_fetched(source.url, md5, target, config)
+    md5 = _ensure_archive(target, config)
     return {"url": source.url, "md5": md5, "path": target.as_posix(), "size_bytes": target.stat().st_size}
+
+
+def _ensure_archive(target: Path, config: DataParams) -> str:
+    """The verified archive at local ``target``, reused or made; returns its md5."""
+    source = config.source
+    if source.is_synthetic:
+        return _ensure_synthetic_archive(target, source.synthetic_options())
+    _ensure_fetched(source.url, source.md5.lower(), target, config)
+    return source.md5.lower()
+
+
+def _fetch_to_store(config: DataParams) -> dict[str, Any]:
+    """:func:`fetch_cifar10` for a cache on a remote filesystem."""
+    url = storage.join(config.cache_dir, config.source.archive_name)
+    fs, path = storage.filesystem(url)
+    stamp = path + ".md5"  # the synthetic archive's options and md5 (_ensure_synthetic_archive)
+    with tempfile.TemporaryDirectory(prefix="image_recognition.") as folder:
+        local = Path(folder) / config.source.archive_name
+        for remote, copy in ((path, local), (stamp, local.with_name(local.name + ".md5"))):
+            if fs.isfile(remote):
+                fs.get_file(remote, str(copy))
+        cached_md5 = md5_of(local) if local.is_file() else None
+        md5 = _ensure_archive(local, config)
+        if md5 != cached_md5:
+            logger.info("Uploading the verified archive to %s", url)
+            fs.put_file(str(local), path)
+            if config.source.is_synthetic:
+                fs.put_file(str(local.with_name(local.name + ".md5")), stamp)
+        return {"url": config.source.url, "md5": md5, "path": url, "size_bytes": local.stat().st_size}
 
 
 def _ensure_fetched(url: str, md5: str, target: Path, config: DataParams) -> None:
@@ -88,25 +118,33 @@ def decode_cifar10(archive: dict[str, Any]) -> CIFAR10Arrays:
     """Decode the archive's batches in memory with the restricted unpickler.
 
     An archive that fails to decode is renamed to ``*.rejected``, so no later
-    run takes it for a verified archive; its source is left as it is.
+    run takes it for a verified archive; its source is left as it is. An
+    archive on object storage is decoded from a local temporary copy.
     """
-    path = Path(archive["path"])
-    actual = md5_of(path) if path.is_file() else None
-    if actual != archive["md5"]:
-        # Another run (another source, same file name) may have replaced it since fetch.
-        raise ArchiveError(f"{path} changed since it was fetched (md5 {actual}, expected {archive['md5']}); run again")
-    try:
-        data = load_cifar10_archive(str(path))
-    except ArchiveError as exc:
-        rejected = path.with_name(path.name + ".rejected")
-        if path.is_file():
-            path.replace(rejected)
-        raise ArchiveError(f"{exc} (moved the archive aside to {rejected}; fix the source and run again)") from exc
+    where = archive["path"]
+    fs, path = storage.filesystem(where)
+    if not fs.isfile(path):
+        raise ArchiveError(f"{where} changed since it was fetched (it is gone); run again")
+    with storage.local_copy(where) as local:
+        actual = md5_of(local)
+        if actual != archive["md5"]:
+            # Another run (another source, same file name) may have replaced it since fetch.
+            raise ArchiveError(
+                f"{where} changed since it was fetched (md5 {actual}, expected {archive['md5']}); run again"
+            )
+        try:
+            data = load_cifar10_archive(str(local))
+        except ArchiveError as exc:
+            rejected = path + ".rejected"
+            fs.mv(path, rejected)
+            raise ArchiveError(
+                f"{exc} (moved the archive aside to {where}.rejected; fix the source and run again)"
+            ) from exc
     logger.info(
         "Decoded %d training and %d test images from %s",
         len(data.train_images),
         len(data.test_images),
-        archive["path"],
+        where,
     )
     return data
 

@@ -1,0 +1,139 @@
+"""The whole catalog on object storage: ``data_root`` on a local S3-compatible server (moto).
+
+One ``kedro run --env=demo --params data_root=s3://...`` feeds the end-to-end
+test: every output lands in the bucket, the reporting pipeline reruns pinned
+to older versions from it, and local ``data/`` holds nothing but the training
+scratch files.
+"""
+
+from __future__ import annotations
+
+import re
+
+import fsspec
+import pytest
+
+from image_recognition import storage
+
+s3fs = pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
+boto3 = pytest.importorskip("boto3", reason="moto[server] (and boto3) is not installed")
+moto_server = pytest.importorskip("moto.moto_server.threaded_moto_server", reason="moto[server] is not installed")
+
+BUCKET = "image-recognition-test"
+KEY = {"key": "testing", "secret": "testing"}
+# What may stay on the local disk when data_root is remote: each training's scratch file.
+SCRATCH = re.compile(r"data/demo/06_models/\w+/in_progress\.pt")
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    """A moto S3 server on 127.0.0.1 with an empty bucket; its URL."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY["key"],
+        aws_secret_access_key=KEY["secret"],
+    ).create_bucket(Bucket=BUCKET)
+    yield url
+    server.stop()
+
+
+def bucket(endpoint: str) -> s3fs.S3FileSystem:
+    return s3fs.S3FileSystem(
+        **KEY, client_kwargs={"endpoint_url": endpoint, "region_name": "us-east-1"}, skip_instance_cache=True
+    )
+
+
+@pytest.fixture
+def no_aws_environment(monkeypatch, tmp_path):
+    """No AWS settings from the environment or ~/.aws: only the project's configuration reaches the store."""
+    import os  # noqa: PLC0415
+
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+def test_data_store_credentials_go_to_the_data_roots_filesystem_only(endpoint, monkeypatch):
+    monkeypatch.setattr(fsspec.config, "conf", {})
+    options = {**KEY, "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+    storage.configure_data_store("data", options)  # a local root: nothing to configure
+    assert fsspec.config.conf == {}
+    storage.configure_data_store(f"s3://{BUCKET}/unit", options)
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)  # as a dataset makes it, with no arguments
+    fs.pipe_file(f"{BUCKET}/unit/hello.txt", b"hi")
+    assert bucket(endpoint).cat_file(f"{BUCKET}/unit/hello.txt") == b"hi"
+    with pytest.raises(TypeError, match="must be a mapping of fsspec storage options"):
+        storage.configure_data_store(f"s3://{BUCKET}/unit", "key=secret")
+
+
+def test_the_standard_aws_variables_reach_the_store(endpoint, monkeypatch, no_aws_environment):
+    monkeypatch.setattr(fsspec.config, "conf", {})
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEY["secret"])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.pipe_file(f"{BUCKET}/env/hello.txt", b"hi")
+    assert bucket(endpoint).cat_file(f"{BUCKET}/env/hello.txt") == b"hi"
+
+
+@pytest.mark.slow
+def test_demo_dag_with_data_root_on_s3_keeps_only_scratch_files_local(project, endpoint, no_aws_environment):
+    # Kedro reads conf/local only when no --env is given: with --env=demo, credentials go in conf/demo.
+    (project.root / "conf/demo/credentials.yml").write_text(
+        "data_store:\n"
+        f"  key: {KEY['key']}\n"
+        f"  secret: {KEY['secret']}\n"
+        "  client_kwargs:\n"
+        f"    endpoint_url: {endpoint}\n"
+        "    region_name: us-east-1\n"
+    )
+    root = f"{BUCKET}/demo-run"
+    run = project.kedro("run", "--env=demo", "--params", f"data_root=s3://{root}")
+    assert run.returncode == 0, run.stderr[-4000:]
+
+    store = bucket(endpoint)
+    keys = [key.removeprefix(root + "/") for key in store.find(root)]
+    versions = {}
+    for key in keys:  # <layer>/<name>/<version>/<name>, and the archive cache
+        parts = key.split("/")
+        if len(parts) >= 4 and parts[-1] == parts[-3]:
+            versions.setdefault("/".join(parts[:-2]), []).append(parts[-2])
+    expected = [
+        "01_raw/cifar10_archive.json",
+        "05_model_input/cifar10_train.npz",
+        "05_model_input/cifar10_validation.npz",
+        "05_model_input/cifar10_test.npz",
+        "05_model_input/normalization_stats.json",
+        "08_reporting/data_report.json",
+        *(f"06_models/{model}/checkpoint.pt" for model in ("simple_cnn", "cnn", "vit")),
+        *(f"07_model_output/{model}/training_history.csv" for model in ("simple_cnn", "cnn", "vit")),
+        *(f"08_reporting/{model}/metrics.json" for model in ("simple_cnn", "cnn", "vit")),
+        "08_reporting/model_comparison.csv",
+        "08_reporting/figures/learning_curves.json",
+        "08_reporting/comparison_report.html",
+    ]
+    missing = [name for name in expected if len(versions.get(name, [])) != 1]
+    assert not missing, (missing, keys)
+    assert "01_raw/synthetic-cifar-10-python.tar.gz" in keys  # the archive cache is on the store too
+    local = project.data_files()
+    assert local and all(SCRATCH.fullmatch(path) for path in local), local
+
+    # The reporting pipeline again, pinned to the first run's evaluation, read from the bucket.
+    first = versions["08_reporting/vit/metrics.json"][0]
+    pins = ",".join(f"vit.{name}:{first}" for name in ("metrics", "training_history"))
+    rebuilt = project.kedro(
+        "run", "--env=demo", "--pipelines=reporting", f"--load-versions={pins}", "--params", f"data_root=s3://{root}"
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr[-4000:]
+    store.invalidate_cache()
+    reports = store.ls(f"{root}/08_reporting/comparison_report.html")
+    assert len(reports) == 2, reports
+    assert all(SCRATCH.fullmatch(path) for path in project.data_files())
