@@ -116,6 +116,6 @@ def test_data_root_at_run_time_moves_every_layer_but_the_scratch_files(fake_cuda
     parameters = loader["parameters"]
     assert parameters["cifar10"]["cache_dir"] == "s3://bucket/prefix/01_raw"
     scratch = "data/demo" if env == "demo" else "data"
-    assert parameters["vit"]["checkpoint_path"] == f"{scratch}/06_models/vit/in_progress.pt"
+    assert parameters["vit"]["scratch_dir"] == f"{scratch}/06_models/vit/scratch"
     default = HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", env=env, **CONFIG_LOADER_ARGS)
     assert default["parameters"]["cifar10"]["cache_dir"] == f"{scratch}/01_raw"

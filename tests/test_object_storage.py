@@ -22,7 +22,7 @@ moto_server = pytest.importorskip("moto.moto_server.threaded_moto_server", reaso
 BUCKET = "image-recognition-test"
 KEY = {"key": "testing", "secret": "testing"}
 # What may stay on the local disk when data_root is remote: each training's scratch file.
-SCRATCH = re.compile(r"data/demo/06_models/\w+/in_progress\.pt")
+SCRATCH = re.compile(r"data/demo/06_models/\w+/scratch/[^/]+\.(pt|lock|done)")
 
 
 @pytest.fixture(scope="module")

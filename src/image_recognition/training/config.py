@@ -8,6 +8,7 @@ from typing import Any
 from image_recognition.device import AUTO
 from image_recognition.inference import TTA_MODES, tta_mode
 from image_recognition.params import config_from_dict, non_negative_int, positive_int, require_positive
+from image_recognition.training.scratch import RUN_NAME
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "linear", "cosine")
@@ -104,7 +105,7 @@ class TrainingConfig:
 
     # --- checkpoints and logging ---
     checkpoint_every: int = 1  # epochs between checkpoints (if a path is given); 0 = final only
-    resume: bool = False  # continue from the checkpoint at the given path if it exists
+    resume: bool | str = False  # true: the latest interrupted run; a run name: that run (training/scratch.py)
     log_every: int = 50  # steps between progress lines within an epoch; 0 = per epoch only
 
     @classmethod
@@ -154,6 +155,11 @@ class TrainingConfig:
             raise ValueError(f"training: betas must be two values in [0, 1), got {self.betas}")
         if self.lookahead and self.ema_decay == 0:
             raise ValueError("training: lookahead needs ema_decay > 0 (it copies the EMA back)")
+        if not (isinstance(self.resume, bool) or (isinstance(self.resume, str) and RUN_NAME.fullmatch(self.resume))):
+            raise ValueError(
+                "training: resume must be true, false or a run name from the scratch folder "
+                f"(like 20261201T101500-4242-ab12), got {self.resume!r}"
+            )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"training: seed must be an integer, got {self.seed!r}")
 

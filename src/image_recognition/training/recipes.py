@@ -34,7 +34,7 @@ def load_recipe(path: str | Path, model: str) -> dict[str, Any]:
     """The ``model`` block of a parameters file as ``{"model": ..., "training": ...}``.
 
     ``model.name`` (the key again) and keys outside a recipe, such as
-    ``checkpoint_path``, are left out.
+    ``scratch_dir``, are left out.
     """
     path = Path(path)
     if not path.is_file():

@@ -92,12 +92,12 @@ def test_resume_refuses_a_checkpoint_trained_on_other_data(tmp_path, synthetic_d
     spec = check_training_params({"name": "simple_cnn"}, {"epochs": 1, "batch_size": 64, "device": "cpu"})
     split = {"images": synthetic_data.train_images[:200], "labels": synthetic_data.train_labels[:200]}
     report = {"source": {"md5": "0" * 32, "url": "synthetic://cifar10"}, "class_names": synthetic_data.class_names}
-    path = str(tmp_path / "in_progress.pt")
+    path = str(tmp_path / "scratch")
     stats = {"mean": [0.5] * 3, "std": [0.25] * 3}
     checkpoint, _ = train_model(spec, split, split, stats, report, path)
     assert checkpoint["data"]["md5"] == "0" * 32
     resumed = dict(spec, training={**spec["training"], "resume": True})
     train_model(resumed, split, split, stats, report, path)  # same data: resumes
     other = {"mean": [0.4] * 3, "std": [0.25] * 3}
-    with pytest.raises(ParameterError, match="cannot resume from .*in_progress.pt: it was trained on other data"):
+    with pytest.raises(ParameterError, match=r"cannot resume from .*scratch/[^/]+\.pt: it was trained on other data"):
         train_model(resumed, split, split, other, report, path)

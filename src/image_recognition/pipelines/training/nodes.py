@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -13,6 +14,7 @@ from image_recognition.models import MODEL_NAMES, validate_model_config
 from image_recognition.params import config_to_dict, parameters_file
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.engine import NonFiniteLossError, train
+from image_recognition.training.scratch import scratch_run
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +48,30 @@ def train_model(
     validation_split: dict[str, np.ndarray],
     normalization: dict[str, Any],
     data_report: dict[str, Any],
-    checkpoint_path: str | None,
+    scratch_dir: str | None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train one model; return its final checkpoint, which records the data it was trained on, and history.
 
-    With ``resume: true`` an interrupted run continues from ``checkpoint_path``; the engine refuses a
-    checkpoint trained on other data.
+    The run writes its own scratch checkpoint in ``scratch_dir``
+    (:mod:`image_recognition.training.scratch`); ``resume: true`` continues the
+    latest interrupted run there, ``resume: <run>`` a named one. The engine
+    refuses a checkpoint trained on other data.
     """
     model_name, training = spec["model_name"], spec["training"]
-    try:
-        result = train(
-            model_name, spec["model_config"], training, train_split, validation_split, normalization, checkpoint_path
-        )
-    except NonFiniteLossError as exc:
-        raise TrainingDivergedError(f"{exc}. Lower the learning rate or set grad_clip") from exc
+    with contextlib.ExitStack() as stack:
+        run = stack.enter_context(scratch_run(scratch_dir, training["resume"])) if scratch_dir else None
+        try:
+            result = train(
+                model_name,
+                spec["model_config"],
+                {**training, "resume": bool(run and run.resuming)},
+                train_split,
+                validation_split,
+                normalization,
+                run.path if run else None,
+            )
+        except NonFiniteLossError as exc:
+            raise TrainingDivergedError(f"{exc}. Lower the learning rate or set grad_clip") from exc
     history = pd.DataFrame(result.history)
     logger.info(
         "Trained %s for %d epochs in %.1f s: validation accuracy %.4f (final, tta=%s)",

@@ -27,7 +27,7 @@ def create_training_pipeline() -> Pipeline:
                     "cifar10_validation",
                     "normalization_stats",
                     "data_report",
-                    "params:checkpoint_path",
+                    "params:scratch_dir",
                 ],
                 ["checkpoint", "training_history"],
                 name="train_model_node",
