@@ -66,22 +66,12 @@ def test_data_store_credentials_go_to_the_data_roots_filesystem_only(endpoint, m
     storage.configure_data_store("data", options)  # a local root: nothing to configure
     assert fsspec.config.conf == {}
     storage.configure_data_store(f"s3://{BUCKET}/unit", options)
+    assert set(fsspec.config.conf) == {"s3"}  # other protocols keep their own settings
     fs = fsspec.filesystem("s3", skip_instance_cache=True)  # as a dataset makes it, with no arguments
     fs.pipe_file(f"{BUCKET}/unit/hello.txt", b"hi")
     assert bucket(endpoint).cat_file(f"{BUCKET}/unit/hello.txt") == b"hi"
     with pytest.raises(TypeError, match="must be a mapping of fsspec storage options"):
         storage.configure_data_store(f"s3://{BUCKET}/unit", "key=secret")
-
-
-def test_the_standard_aws_variables_reach_the_store(endpoint, monkeypatch, no_aws_environment):
-    monkeypatch.setattr(fsspec.config, "conf", {})
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY["key"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEY["secret"])
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    fs = fsspec.filesystem("s3", skip_instance_cache=True)
-    fs.pipe_file(f"{BUCKET}/env/hello.txt", b"hi")
-    assert bucket(endpoint).cat_file(f"{BUCKET}/env/hello.txt") == b"hi"
 
 
 @pytest.mark.slow
@@ -126,11 +116,25 @@ def test_demo_dag_with_data_root_on_s3_keeps_only_scratch_files_local(project, e
     local = project.data_files()
     assert local and all(SCRATCH.fullmatch(path) for path in local), local
 
-    # The reporting pipeline again, pinned to the first run's evaluation, read from the bucket.
+    # The reporting pipeline again, pinned to the first run's evaluation, read from the bucket;
+    # this time the store is reached through the standard AWS variables, not credentials.yml.
+    (project.root / "conf/demo/credentials.yml").unlink()
     first = versions["08_reporting/vit/metrics.json"][0]
     pins = ",".join(f"vit.{name}:{first}" for name in ("metrics", "training_history"))
+    aws = {
+        "AWS_ACCESS_KEY_ID": KEY["key"],
+        "AWS_SECRET_ACCESS_KEY": KEY["secret"],
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     rebuilt = project.kedro(
-        "run", "--env=demo", "--pipelines=reporting", f"--load-versions={pins}", "--params", f"data_root=s3://{root}"
+        "run",
+        "--env=demo",
+        "--pipelines=reporting",
+        f"--load-versions={pins}",
+        "--params",
+        f"data_root=s3://{root}",
+        env=aws,
     )
     assert rebuilt.returncode == 0, rebuilt.stderr[-4000:]
     store.invalidate_cache()

@@ -38,6 +38,11 @@ def is_local(url: str) -> bool:
     return get_protocol(str(url)) in LOCAL_PROTOCOLS
 
 
+def local_path(url: str) -> Path:
+    """The local path of a plain path or a ``file://`` URL."""
+    return Path(fsspec.core.strip_protocol(url)) if "://" in str(url) else Path(url)
+
+
 def join(root: str, *parts: str) -> str:
     """``root`` and ``parts`` joined with ``/``, for local paths and URLs alike."""
     return "/".join([str(root).rstrip("/"), *(part.strip("/") for part in parts)])
@@ -71,7 +76,7 @@ def configure_data_store(data_root: str, credentials: Mapping[str, Any] | None) 
 def local_copy(url: str) -> Iterator[Path]:
     """A local path holding the file at ``url``: the file itself if local, else a temporary download."""
     if is_local(url):
-        yield Path(fsspec.core.strip_protocol(url) if "://" in str(url) else url)
+        yield local_path(url)
         return
     fs, path = filesystem(url)
     with tempfile.TemporaryDirectory(prefix="image_recognition.") as folder:

@@ -66,10 +66,12 @@ def test_resume_prefers_the_latest_interrupted_run_then_the_latest_finished(tmp_
     finished(tmp_path, "20261201T120000-3-cccc")
     with scratch_run(tmp_path, True) as run:
         assert run.name == "20261201T110000-2-bbbb" and run.resuming
+        run.path.write_bytes(b"final")  # as the engine saves the final checkpoint
     # Now finished; the older finished run was pruned, the interrupted one kept.
     assert sorted(p.stem for p in tmp_path.glob("*.pt")) == ["20261201T100000-1-aaaa", "20261201T110000-2-bbbb"]
     with scratch_run(tmp_path, True) as run:
         assert run.name == "20261201T100000-1-aaaa"
+        run.path.write_bytes(b"final")
     with scratch_run(tmp_path, True) as run:  # nothing interrupted: the latest finished (its result again)
         assert run.name == "20261201T100000-1-aaaa" and run.resuming
 
@@ -89,6 +91,7 @@ def test_resume_by_name(tmp_path):
             pass
 
 
+@pytest.mark.slow  # a second Python process
 def test_a_run_training_in_another_process_is_never_resumed(tmp_path):
     context = multiprocessing.get_context("spawn")
     ready, release = context.Event(), context.Event()
@@ -110,6 +113,33 @@ def test_a_run_training_in_another_process_is_never_resumed(tmp_path):
     assert other.exitcode == 0
     with scratch_run(tmp_path, "20261201T110000-2-bbbb") as run:  # its process ended: it can resume
         assert run.resuming
+
+
+def test_finishing_keeps_newer_finished_runs_and_prunes_old_leftovers(tmp_path):
+    finished(tmp_path, "20261201T100000-1-aaaa")
+    leftover = tmp_path / "20261201T090000-5-eeee.lock"  # a run killed before its first checkpoint, long ago
+    leftover.write_text("5\n")
+    os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+    fresh = tmp_path / "20261201T093000-6-ffff.lock"  # one starting now: not touched
+    fresh.write_text("6\n")
+    (tmp_path / ".20261201T090000-5-eeee.pt.x1.partial").write_bytes(b"half")
+    with scratch_run(tmp_path, "20261201T100000-1-aaaa") as old:  # an old run, resumed by name
+        time.sleep(0.01)
+        finished(tmp_path, "20261201T110000-2-bbbb")  # finishes meanwhile, after it
+        old.path.write_bytes(b"old")
+        os.utime(old.path, (time.time() - 60, time.time() - 60))  # its last checkpoint is older than bbbb's
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"20261201T{n}.{s}" for n in ("100000-1-aaaa", "110000-2-bbbb") for s in ("pt", "done", "lock")]
+        + ["20261201T093000-6-ffff.lock"]
+    )
+
+
+def test_scratch_dir_is_a_local_folder(tmp_path):
+    with scratch_run(f"file://{tmp_path}/scratch", False) as run:
+        assert run.path.parent == tmp_path / "scratch"
+    with pytest.raises(ParameterError, match="scratch_dir s3://bucket/scratch is not on the local disk"):
+        with scratch_run("s3://bucket/scratch", False):
+            pass
 
 
 def test_the_lock_records_the_training_process(tmp_path):

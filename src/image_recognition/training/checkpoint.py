@@ -56,6 +56,6 @@ def load_checkpoint(path: str | os.PathLike | IO[bytes], map_location: str | tor
         name = getattr(path, "path", getattr(path, "name", path))  # an fsspec or a local file's path
         raise ValueError(
             f"{name} is not an image_recognition checkpoint (format {CHECKPOINT_FORMAT}); "
-            "delete it or point checkpoint_path elsewhere"
+            "delete it, or set training.resume: false (or name another run)"
         )
     return checkpoint

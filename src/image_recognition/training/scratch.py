@@ -17,8 +17,10 @@ a run that is not training now. A run that finishes writes ``<run>.done``.
 - a run name (``20261201T101500-4242``): that run, which must exist and must
   not be training now.
 
-When a run finishes, the scratch files of older finished runs are deleted:
-the folder keeps the latest finished run and every interrupted one.
+When a run finishes, the scratch files of finished runs older than it are
+deleted, and so are the leftovers (lock, half-written temporary file) of runs
+killed before their first checkpoint: the folder keeps the latest finished run
+and every interrupted one. ``scratch_dir`` must be on the local disk.
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ from pathlib import Path
 from typing import IO
 
 from image_recognition.errors import ParameterError
+from image_recognition.storage import is_local, local_path
 
 logger = logging.getLogger(__name__)
 
 RUN_NAME = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-z-]+")
+# A lock file without a checkpoint this old belongs to a run killed before its first checkpoint.
+LEFTOVER_AGE_NS = 60 * 10**9
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,8 @@ class ScratchRun:
 
 
 def new_run_name() -> str:
-    """A run name unique across processes and machines: time, process id and a random suffix."""
-    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(2)}"
+    """A run name: time, process id and 32 random bits, so that names do not collide across machines."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _try_lock(path: Path) -> IO[str] | None:
@@ -78,10 +83,18 @@ def _is_training(folder: Path, name: str) -> bool:
     return False
 
 
+def _mtime(path: Path) -> int | None:
+    """``path``'s last write, or None if it is gone (another run may prune it at any moment)."""
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
 def _runs(folder: Path) -> list[str]:
     """Names of the runs in ``folder`` with a scratch checkpoint, oldest first (by its last write)."""
-    files = [path for path in folder.glob("*.pt") if RUN_NAME.fullmatch(path.stem)]
-    return [path.stem for path in sorted(files, key=lambda path: (path.stat().st_mtime_ns, path.name))]
+    written = [(_mtime(path), path.stem) for path in folder.glob("*.pt") if RUN_NAME.fullmatch(path.stem)]
+    return [name for mtime, name in sorted((m, n) for m, n in written if m is not None)]
 
 
 def _choose(folder: Path, resume: bool | str) -> tuple[str, bool]:
@@ -117,12 +130,18 @@ def scratch_run(folder: str | os.PathLike[str], resume: bool | str) -> Iterator[
     On success the run is marked finished and older finished runs' files are
     deleted; on an error the file stays, for ``resume``.
     """
-    folder = Path(folder)
+    if not is_local(str(folder)):
+        raise ParameterError(
+            f"scratch_dir {folder} is not on the local disk: each training's scratch checkpoint is written "
+            "every epoch by one machine; keep scratch_root a local folder (data_root may be remote)"
+        )
+    folder = local_path(str(folder))
     folder.mkdir(parents=True, exist_ok=True)
     name, resuming = _choose(folder, resume)
-    lock = _try_lock(folder / f"{name}.lock")
-    if lock is None:  # another process took the same run between the choice and now
-        raise ParameterError(f"run {name!r} in {folder} is training now; wait for it, or resume another run")
+    lock = _lock_run(folder, name)
+    if resuming and not (folder / f"{name}.pt").is_file():  # pruned between the choice and the lock
+        lock.close()
+        raise ParameterError(f"run {name!r} in {folder} was deleted as it was chosen to resume; run again")
     try:
         lock.truncate(0)
         lock.write(f"{os.getpid()}\n")
@@ -133,14 +152,66 @@ def scratch_run(folder: str | os.PathLike[str], resume: bool | str) -> Iterator[
         (folder / f"{name}.done").touch()
         _prune_finished(folder, keep=name)
     finally:
-        lock.close()  # releases the lock; the file stays (unlinking it would race with a waiting locker)
+        lock.close()  # releases the lock; the file stays for the pruning, which deletes it under the lock
+
+
+def _lock_run(folder: Path, name: str) -> IO[str]:
+    """Lock run ``name``'s lock file, checking that it is still the file on disk.
+
+    The pruning deletes a lock file while holding its lock; a process that
+    opened the file before that would otherwise hold a lock on a deleted file.
+    """
+    path = folder / f"{name}.lock"
+    lock = _try_lock(path)
+    if lock is None:  # another process took the same run between the choice and now
+        raise ParameterError(f"run {name!r} in {folder} is training now; wait for it, or resume another run")
+    try:
+        same = os.fstat(lock.fileno()).st_ino == path.stat().st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:
+        lock.close()
+        raise ParameterError(f"run {name!r} in {folder} was deleted as it was chosen; run again")
+    return lock
 
 
 def _prune_finished(folder: Path, keep: str) -> None:
-    """Delete the scratch files of finished runs other than ``keep`` that nobody is training."""
-    for name in _runs(folder):
-        if name == keep or not (folder / f"{name}.done").exists() or _is_training(folder, name):
-            continue
-        for suffix in (".pt", ".done", ".lock"):
-            with contextlib.suppress(FileNotFoundError):
-                (folder / f"{name}{suffix}").unlink()
+    """Delete finished runs older than ``keep`` and the leftovers of runs killed before their first checkpoint.
+
+    Each run's files are deleted while holding its lock, so nobody resumes it
+    meanwhile. The run has finished: a failure here only logs a warning.
+    """
+    try:
+        kept_written = _mtime(folder / f"{keep}.pt") or 0
+        stale = [
+            name
+            for name in _runs(folder)
+            if name != keep
+            and (folder / f"{name}.done").exists()
+            and (_mtime(folder / f"{name}.pt") or 0) < kept_written
+        ]
+        # A lock with no checkpoint: a run killed before its first one, if the lock is old
+        # (a run that is starting has a fresh one, and the inode check in _lock_run).
+        now = time.time_ns()
+        stale += [
+            path.stem
+            for path in folder.glob("*.lock")
+            if RUN_NAME.fullmatch(path.stem)
+            and not (folder / f"{path.stem}.pt").exists()
+            and now - (_mtime(path) or now) > LEFTOVER_AGE_NS
+        ]
+        for name in stale:
+            if name == keep:
+                continue
+            lock = _try_lock(folder / f"{name}.lock")
+            if lock is None:  # training now
+                continue
+            try:
+                for path in [folder / f"{name}{suffix}" for suffix in (".pt", ".done", ".lock")]:
+                    path.unlink(missing_ok=True)
+                for partial in folder.glob(f".{name}.pt.*.partial"):  # a write cut short (atomic_write)
+                    partial.unlink(missing_ok=True)
+            finally:
+                lock.close()
+    except OSError as exc:
+        logger.warning("could not prune old scratch checkpoints in %s: %s", folder, exc)

@@ -214,6 +214,20 @@ def test_a_synthetic_archive_on_object_storage_is_generated_once(tmp_path, memor
     assert memory_store.store["/bucket/raw/synthetic-cifar-10-python.tar.gz"] is uploaded
 
 
+def test_a_missing_stamp_on_object_storage_is_uploaded_again(tmp_path, memory_store):
+    config = params(tmp_path, cache_dir="memory://bucket/raw")
+    first = fetch_cifar10(config)
+    memory_store.rm("/bucket/raw/synthetic-cifar-10-python.tar.gz.md5")  # as if killed between the two uploads
+    assert fetch_cifar10(config) == first
+    assert memory_store.isfile("/bucket/raw/synthetic-cifar-10-python.tar.gz.md5")
+
+
+def test_a_file_url_cache_dir_is_the_local_folder(tmp_path, synthetic_archive):
+    record = fetch_cifar10(params(tmp_path, synthetic_archive, cache_dir=f"file://{tmp_path}/raw"))
+    assert record["path"] == (tmp_path / "raw" / "cifar-10-python.tar.gz").as_posix()
+    assert len(decode_cifar10(record).test_images) == 200
+
+
 def test_a_bad_archive_on_object_storage_is_moved_aside(tmp_path, memory_store):
     memory_store.pipe_file("/bucket/raw/cifar-10-python.tar.gz", b"not a tar file")
     record = {

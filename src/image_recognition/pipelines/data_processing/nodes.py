@@ -41,17 +41,20 @@ def fetch_cifar10(params: dict[str, Any]) -> dict[str, Any]:
     source = config.source
     if not storage.is_local(config.cache_dir):
         return _fetch_to_store(config)
-    target = Path(config.cache_dir) / source.archive_name
+    target = storage.local_path(config.cache_dir) / source.archive_name
     md5 = _ensure_archive(target, config)
     return {"url": source.url, "md5": md5, "path": target.as_posix(), "size_bytes": target.stat().st_size}
 
 
-def _ensure_archive(target: Path, config: DataParams) -> str:
-    """The verified archive at local ``target``, reused or made; returns its md5."""
+def _ensure_archive(target: Path, config: DataParams, where: str | None = None) -> str:
+    """The verified archive at local ``target``, reused or made; returns its md5.
+
+    ``where`` names the cache in messages when ``target`` is a local copy of it.
+    """
     source = config.source
     if source.is_synthetic:
         return _ensure_synthetic_archive(target, source.synthetic_options())
-    _ensure_fetched(source.url, source.md5.lower(), target, config)
+    _ensure_fetched(source.url, source.md5.lower(), target, config, where)
     return source.md5.lower()
 
 
@@ -66,16 +69,16 @@ def _fetch_to_store(config: DataParams) -> dict[str, Any]:
             if fs.isfile(remote):
                 fs.get_file(remote, str(copy))
         cached_md5 = md5_of(local) if local.is_file() else None
-        md5 = _ensure_archive(local, config)
+        md5 = _ensure_archive(local, config, where=url)
         if md5 != cached_md5:
             logger.info("Uploading the verified archive to %s", url)
             fs.put_file(str(local), path)
-            if config.source.is_synthetic:
-                fs.put_file(str(local.with_name(local.name + ".md5")), stamp)
+        if config.source.is_synthetic and (md5 != cached_md5 or not fs.isfile(stamp)):
+            fs.put_file(str(local.with_name(local.name + ".md5")), stamp)
         return {"url": config.source.url, "md5": md5, "path": url, "size_bytes": local.stat().st_size}
 
 
-def _ensure_fetched(url: str, md5: str, target: Path, config: DataParams) -> None:
+def _ensure_fetched(url: str, md5: str, target: Path, config: DataParams, where: str | None = None) -> None:
     if target.is_file():
         actual = md5_of(target)
         if actual == md5:
@@ -88,7 +91,7 @@ def _ensure_fetched(url: str, md5: str, target: Path, config: DataParams) -> Non
         if not is_remote(url) or "checksum mismatch" in str(exc):
             raise
         raise FetchError(
-            f"{exc}. Offline? Put the CIFAR-10 python archive at {target} (it is used when its md5 is {md5}), "
+            f"{exc}. Offline? Put the CIFAR-10 python archive at {where or target} (it is used when its md5 is {md5}), "
             "or point the source at a mirror: kedro run --params "
             '"cifar10.source.url=file:///path/to/cifar-10-python.tar.gz,cifar10.source.md5=<its md5>"'
         ) from exc

@@ -58,6 +58,10 @@ def train_model(
     refuses a checkpoint trained on other data.
     """
     model_name, training = spec["model_name"], spec["training"]
+    if training["resume"] is not False and not scratch_dir:
+        logger.warning(
+            "training.resume is %r but %s has no scratch_dir: starting afresh", training["resume"], model_name
+        )
     with contextlib.ExitStack() as stack:
         run = stack.enter_context(scratch_run(scratch_dir, training["resume"])) if scratch_dir else None
         try:
