@@ -62,7 +62,8 @@ def kedro_pipeline():
                 "cnn.check_training_params_node",
                 "cnn.train_model_node",
             ],
-            pool="default_pool",
+            max_active_tis_per_dag=1,
+            pool="gpu",
             queue="default",
         ),
         "fetch-cifar10-node": kedro_task(
@@ -77,7 +78,8 @@ def kedro_pipeline():
                 "simple_cnn.check_training_params_node",
                 "simple_cnn.train_model_node",
             ],
-            pool="default_pool",
+            max_active_tis_per_dag=1,
+            pool="gpu",
             queue="default",
         ),
         "vit-train-model-node": kedro_task(
@@ -86,7 +88,8 @@ def kedro_pipeline():
                 "vit.check_training_params_node",
                 "vit.train_model_node",
             ],
-            pool="default_pool",
+            max_active_tis_per_dag=1,
+            pool="gpu",
             queue="default",
         ),
         "decode-cifar10-to-build-data-report": kedro_task(

@@ -62,7 +62,8 @@ def kedro_pipeline():
                 "cnn.check_training_params_node",
                 "cnn.train_model_node",
             ],
-            pool="default_pool",
+            max_active_tis_per_dag=1,
+            pool="gpu",
             queue="default",
         ),
         "fetch-cifar10-node": kedro_task(

@@ -68,7 +68,8 @@ def kedro_pipeline():
                 "vit.check_training_params_node",
                 "vit.train_model_node",
             ],
-            pool="default_pool",
+            max_active_tis_per_dag=1,
+            pool="gpu",
             queue="default",
         ),
         "decode-cifar10-to-build-data-report": kedro_task(

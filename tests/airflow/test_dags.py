@@ -131,7 +131,10 @@ def test_task_settings_follow_the_configuration(dagbag, kedro_project):
             assert task.retries == AIRFLOW_CONFIG["retries"]
             assert task.retry_delay == timedelta(minutes=AIRFLOW_CONFIG["retry_delay"])
             is_training = bool(tagged & set(task.op_args))
-            assert (task.pool == training_args["pool"] and task.queue == training_args["queue"]) or not is_training
+            if is_training:  # the GPU defaults: pool `gpu`, one training task of a DAG at a time
+                assert all(getattr(task, key) == value for key, value in training_args.items()), task
+            else:
+                assert (task.pool, task.max_active_tis_per_dag) == ("default_pool", None), task
 
 
 @pytest.mark.slow
