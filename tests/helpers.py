@@ -174,6 +174,18 @@ ARCHIVE_CASES = {
 # --- a project folder, run with the kedro CLI ------------------------------------------------------
 
 
+# The data_processing pipeline's versioned outputs, under the data root.
+DATA_OUTPUTS = [
+    "01_raw/cifar10_archive.json",
+    "05_model_input/cifar10_train.npz",
+    "05_model_input/cifar10_validation.npz",
+    "05_model_input/cifar10_test.npz",
+    "05_model_input/normalization_stats.json",
+    "08_reporting/data_report.json",
+    "08_reporting/data_class_counts.csv",
+]
+
+
 @dataclass
 class Project:
     """A copy of the project's configuration in a temporary folder, run with the kedro CLI."""

@@ -14,6 +14,7 @@ import fsspec
 import pytest
 
 from image_recognition import storage
+from tests.helpers import DATA_OUTPUTS
 
 s3fs = pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
 boto3 = pytest.importorskip("boto3", reason="moto[server] (and boto3) is not installed")
@@ -97,12 +98,7 @@ def test_demo_dag_with_data_root_on_s3_keeps_only_scratch_files_local(project, e
         if len(parts) >= 4 and parts[-1] == parts[-3]:
             versions.setdefault("/".join(parts[:-2]), []).append(parts[-2])
     expected = [
-        "01_raw/cifar10_archive.json",
-        "05_model_input/cifar10_train.npz",
-        "05_model_input/cifar10_validation.npz",
-        "05_model_input/cifar10_test.npz",
-        "05_model_input/normalization_stats.json",
-        "08_reporting/data_report.json",
+        *DATA_OUTPUTS,
         *(f"06_models/{model}/checkpoint.pt" for model in ("simple_cnn", "cnn", "vit")),
         *(f"07_model_output/{model}/training_history.csv" for model in ("simple_cnn", "cnn", "vit")),
         *(f"08_reporting/{model}/metrics.json" for model in ("simple_cnn", "cnn", "vit")),

@@ -11,19 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ARCHIVE_CASES, Archive, bad_archive, source_params
+from tests.helpers import ARCHIVE_CASES, DATA_OUTPUTS, Archive, bad_archive, source_params
 
 pytestmark = pytest.mark.slow  # every test here runs `kedro run` in a subprocess
-
-VERSIONED_OUTPUTS = [
-    "01_raw/cifar10_archive.json",
-    "05_model_input/cifar10_train.npz",
-    "05_model_input/cifar10_validation.npz",
-    "05_model_input/cifar10_test.npz",
-    "05_model_input/normalization_stats.json",
-    "08_reporting/data_report.json",
-    "08_reporting/data_class_counts.csv",
-]
 
 
 def versions(root: Path, output: str) -> list[str]:
@@ -36,7 +26,7 @@ def test_data_pipeline_runs_then_reuses_the_verified_archive(project, synthetic_
     assert first.returncode == 0, first.stderr[-3000:]
     cached = project.root / "data/01_raw/cifar-10-python.tar.gz"
     assert cached.read_bytes() == synthetic_archive.path.read_bytes()
-    for output in VERSIONED_OUTPUTS:
+    for output in DATA_OUTPUTS:
         assert len(versions(project.root, output)) == 1, output
         (version,) = versions(project.root, output)
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d\.\d\d\.\d\d\.\d{3}Z", version)
@@ -47,7 +37,7 @@ def test_data_pipeline_runs_then_reuses_the_verified_archive(project, synthetic_
     assert "nothing to download" in second.stdout + second.stderr
     assert "fetching" not in second.stdout + second.stderr
     assert cached.stat().st_mtime_ns == mtime
-    assert all(len(versions(project.root, output)) == 2 for output in VERSIONED_OUTPUTS)
+    assert all(len(versions(project.root, output)) == 2 for output in DATA_OUTPUTS)
 
 
 def test_demo_environment_generates_its_own_archive(project):
