@@ -72,13 +72,10 @@ class HardwareAwareConfigLoader(OmegaConfigLoader):
             self._register_runtime_params_resolver()
         run_env = self.env or self.default_run_env
         merged = self._merge_layers(key, [self.base_env, *filter(None, [self.hardware_env]), run_env])
-        if key == "globals" and RUNTIME_GLOBALS & set(self.runtime_params or {}):
+        if key == "globals":
             # `--params data_root=s3://bucket/prefix` moves every layer: globals take
             # no ${runtime_params:...}, so the loader puts the value in.
-            merged = {
-                **merged,
-                **{name: self.runtime_params[name] for name in RUNTIME_GLOBALS & set(self.runtime_params)},
-            }
+            merged.update({k: v for k, v in (self.runtime_params or {}).items() if k in RUNTIME_GLOBALS})
         return merged
 
     def _merge_layers(self, key: str, envs: list[str]) -> dict[str, Any]:

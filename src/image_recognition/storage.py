@@ -50,8 +50,7 @@ def join(root: str, *parts: str) -> str:
 
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem of ``url`` and the path on it."""
-    fs, path = fsspec.core.url_to_fs(str(url))
-    return fs, path
+    return fsspec.core.url_to_fs(str(url))
 
 
 def configure_data_store(data_root: str, credentials: Mapping[str, Any] | None) -> None:

@@ -182,14 +182,9 @@ def _prune_finished(folder: Path, keep: str) -> None:
     meanwhile. The run has finished: a failure here only logs a warning.
     """
     try:
-        kept_written = _mtime(folder / f"{keep}.pt") or 0
-        stale = [
-            name
-            for name in _runs(folder)
-            if name != keep
-            and (folder / f"{name}.done").exists()
-            and (_mtime(folder / f"{name}.pt") or 0) < kept_written
-        ]
+        runs = _runs(folder)  # oldest first
+        older = runs[: runs.index(keep)] if keep in runs else []
+        stale = [name for name in older if (folder / f"{name}.done").exists()]
         # A lock with no checkpoint: a run killed before its first one, if the lock is old
         # (a run that is starting has a fresh one, and the inode check in _lock_run).
         now = time.time_ns()
@@ -201,8 +196,6 @@ def _prune_finished(folder: Path, keep: str) -> None:
             and now - (_mtime(path) or now) > LEFTOVER_AGE_NS
         ]
         for name in stale:
-            if name == keep:
-                continue
             lock = _try_lock(folder / f"{name}.lock")
             if lock is None:  # training now
                 continue

@@ -65,7 +65,8 @@ def _fetch_to_store(config: DataParams) -> dict[str, Any]:
     stamp = path + ".md5"  # the synthetic archive's options and md5 (_ensure_synthetic_archive)
     with tempfile.TemporaryDirectory(prefix="image_recognition.") as folder:
         local = Path(folder) / config.source.archive_name
-        for remote, copy in ((path, local), (stamp, local.with_name(local.name + ".md5"))):
+        local_stamp = local.with_name(local.name + ".md5")
+        for remote, copy in ((path, local), (stamp, local_stamp)):
             if fs.isfile(remote):
                 fs.get_file(remote, str(copy))
         cached_md5 = md5_of(local) if local.is_file() else None
@@ -74,7 +75,7 @@ def _fetch_to_store(config: DataParams) -> dict[str, Any]:
             logger.info("Uploading the verified archive to %s", url)
             fs.put_file(str(local), path)
         if config.source.is_synthetic and (md5 != cached_md5 or not fs.isfile(stamp)):
-            fs.put_file(str(local.with_name(local.name + ".md5")), stamp)
+            fs.put_file(str(local_stamp), stamp)
         return {"url": config.source.url, "md5": md5, "path": url, "size_bytes": local.stat().st_size}
 
 

@@ -62,8 +62,7 @@ def train_model(
         logger.warning(
             "training.resume is %r but %s has no scratch_dir: starting afresh", training["resume"], model_name
         )
-    with contextlib.ExitStack() as stack:
-        run = stack.enter_context(scratch_run(scratch_dir, training["resume"])) if scratch_dir else None
+    with scratch_run(scratch_dir, training["resume"]) if scratch_dir else contextlib.nullcontext() as run:
         try:
             result = train(
                 model_name,
