@@ -49,17 +49,20 @@ class JobProgress:
     """Progress over a job of ``total_steps`` steps, shown one part (an epoch) at a time.
 
     ``done_steps`` steps were done before this process started (a resumed
-    run); the ETA comes from the rate of the steps done here.
+    run); the ETA comes from the rate of the steps done here. ``bar=False``
+    never opens a bar (the other workers of a data-parallel run).
     """
 
-    def __init__(self, name: str, total_steps: int, images_per_step: int, done_steps: int = 0) -> None:
+    def __init__(
+        self, name: str, total_steps: int, images_per_step: int, done_steps: int = 0, bar: bool = True
+    ) -> None:
         self.name = name
         self.total_steps = total_steps
         self.images_per_step = images_per_step
         self.steps = done_steps
         self._first_step = done_steps
         self._started = time.perf_counter()
-        self._console = _rich_console()
+        self._console = _rich_console() if bar else None
         self._bar: Any = None
         self._task: Any = None
         self._part = ""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from image_recognition.device import AUTO
@@ -19,6 +20,51 @@ AUTO_FLAGS = (AUTO, True, False)
 # seeded coin per image for epoch 0, the opposite side every other epoch, so
 # every image is seen both ways in any two consecutive epochs.
 FLIP_MODES = ("none", "random", "alternating")
+BACKENDS = (AUTO, "nccl", "gloo")
+# host:port, the host a name, an IPv4 address or a bracketed IPv6 address.
+ENDPOINT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
+
+
+@dataclass
+class DistributedConfig:
+    """Data-parallel training over processes and nodes (``training.distributed``).
+
+    One process per device (GPU, or share of the CPU cores), ``nproc_per_node``
+    on each of ``nnodes`` machines, started by torch's elastic launcher
+    (:mod:`image_recognition.training.launch`). The defaults are one process:
+    the plain single-device engine, no launcher.
+    """
+
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0  # this machine's index, 0 .. nnodes - 1; node 0 hosts the rendezvous
+    rdzv_endpoint: str = ""  # host:port of node 0, reachable from every node; needed with nnodes > 1
+    backend: str = AUTO  # "auto": NCCL on CUDA, gloo on the CPU
+    max_restarts: int = 0  # times the launcher restarts every worker after one fails; each restart resumes
+    # Global-batch BatchNorm statistics: "auto" = on for models with BatchNorm
+    # (the convnets, the ViT's conv stem) when there is more than one process.
+    sync_batchnorm: str | bool = AUTO
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    def __post_init__(self) -> None:
+        positive_int("training.distributed.nproc_per_node", self.nproc_per_node)
+        positive_int("training.distributed.nnodes", self.nnodes)
+        non_negative_int("training.distributed.node_rank", self.node_rank)
+        non_negative_int("training.distributed.max_restarts", self.max_restarts)
+        _choice("distributed.backend", self.backend, BACKENDS)
+        _choice("distributed.sync_batchnorm", self.sync_batchnorm, AUTO_FLAGS)
+        if self.node_rank >= self.nnodes:
+            raise ValueError(
+                f"training: distributed.node_rank must be below nnodes ({self.nnodes}), got {self.node_rank}"
+            )
+        if self.nnodes > 1 and not (isinstance(self.rdzv_endpoint, str) and ENDPOINT.fullmatch(self.rdzv_endpoint)):
+            raise ValueError(
+                "training: distributed.rdzv_endpoint must be host:port of node 0, reachable from every "
+                f"node, when nnodes > 1 (like 10.0.0.1:29500), got {self.rdzv_endpoint!r}"
+            )
 
 
 @dataclass
@@ -108,6 +154,9 @@ class TrainingConfig:
     resume: bool | str = False  # true: the latest interrupted run; a run name: that run (training/scratch.py)
     log_every: int = 50  # steps between progress lines within an epoch; 0 = per epoch only
 
+    # --- several processes: one per GPU, over one or more nodes (DistributedConfig) ---
+    distributed: DistributedConfig | dict = field(default_factory=DistributedConfig)
+
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> TrainingConfig:
         """Build and validate; unknown keys raise a ValueError naming the allowed ones."""
@@ -126,7 +175,16 @@ class TrainingConfig:
         elif self.flip is False:
             self.flip = "none"
         self.betas = tuple(float(b) for b in self.betas)
+        if not isinstance(self.distributed, DistributedConfig):
+            if not isinstance(self.distributed, dict):
+                raise ValueError(f"training: distributed must be a mapping, got {self.distributed!r}")
+            self.distributed = config_from_dict(DistributedConfig, self.distributed, "training.distributed")
         self._validate()
+        if self.batch_size % self.distributed.world_size:
+            raise ValueError(
+                f"training: batch_size ({self.batch_size}) must divide evenly over the "
+                f"{self.distributed.world_size} processes of training.distributed: each takes an equal share"
+            )
 
     def _validate(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "ema_every"):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from image_recognition.device import (
     autocast,
@@ -44,7 +45,8 @@ from image_recognition.training.checkpoint import (
     save_checkpoint,
     to_cpu,
 )
-from image_recognition.training.config import TrainingConfig
+from image_recognition.training.config import AUTO, TrainingConfig
+from image_recognition.training.ddp import ProcessGroup, convert_sync_batchnorm, current_group, has_batchnorm
 from image_recognition.training.optim import (
     WeightEMA,
     build_optimizer,
@@ -65,8 +67,9 @@ Normalization = Mapping[str, Sequence[float]]
 TIMING_KEYS = ("epoch_time_s", "images_per_s", "train_time_s", "wall_time_s", "compile_time_s")
 # Images used to estimate the whitening layer's patch covariance.
 WHITENING_SAMPLES = 5000
-# Training-config keys that may change on resume without changing the result.
-_OPERATIONAL_KEYS = {"resume", "device", "log_every", "checkpoint_every", "eval_batch_size"}
+# Training-config keys that may change on resume without changing the result
+# (a checkpoint written by any number of processes resumes in any other).
+_OPERATIONAL_KEYS = {"resume", "device", "log_every", "checkpoint_every", "eval_batch_size", "distributed"}
 # A run projected past this many seconds after its first epoch gets a warning naming a faster choice.
 ETA_WARNING_S = 3600.0
 
@@ -123,14 +126,36 @@ def train(
     may be empty or None (the val columns are then NaN). With
     ``checkpoint_path``, a checkpoint is written every ``checkpoint_every``
     epochs and at the end; with ``resume: true`` an existing one is continued.
+
+    With ``distributed`` asking for more than one process, torch's elastic
+    launcher starts them (:func:`image_recognition.training.launch.launch`) and
+    rank 0's result is returned; inside a worker, the run trains its shard of
+    every global batch in ``DistributedDataParallel``.
     """
     config = training if isinstance(training, TrainingConfig) else TrainingConfig.from_dict(training)
     full_model_config = validate_model_config(model_name, model_config)
+    group = current_group()
+    if config.distributed.world_size > 1 and group is None:
+        from image_recognition.training.launch import launch  # noqa: PLC0415 (it imports this module)
+
+        return launch(
+            model_name, full_model_config, config, train_split, validation_split, normalization, checkpoint_path
+        )
     device = resolve_device(config.device)
+    if group is not None and device.type == "cuda":
+        device = torch.device("cuda", group.local_rank)
     # Training reseeds the global generators; fork them so the caller's stay as they were.
     with configure_backends(device, config.tf32), torch.random.fork_rng(devices=_cuda_devices(device)):
         trainer = _Trainer(
-            model_name, full_model_config, config, device, train_split, validation_split, normalization, checkpoint_path
+            model_name,
+            full_model_config,
+            config,
+            device,
+            train_split,
+            validation_split,
+            normalization,
+            checkpoint_path,
+            group,
         )
         return trainer.run()
 
@@ -142,7 +167,7 @@ def _cuda_devices(device: torch.device) -> list[int]:
     return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
-def _device_splits(
+def device_splits(
     train_split: Split, validation_split: Split | None, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train images, train labels, validation images, validation labels) on ``device``, checked.
@@ -197,8 +222,12 @@ class _Trainer:
         validation_split: Split | None,
         normalization: Normalization,
         checkpoint_path: str | Path | None,
+        group: ProcessGroup | None = None,
     ) -> None:
         self.started = time.perf_counter()
+        # Data-parallel: this worker's place in the group (None: one process).
+        self.group = group
+        self.is_main = group is None or group.is_main
         # What to train, where and how.
         self.model_name = model_name
         self.model_config = model_config
@@ -213,9 +242,15 @@ class _Trainer:
         # channels_last model fed NCHW inputs falls back to slow conversions.
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         # The uint8 splits, moved to the device once: batches are sliced from there.
-        self.train_x, self.train_y, self.val_x, self.val_y = _device_splits(train_split, validation_split, device)
+        self.train_x, self.train_y, self.val_x, self.val_y = device_splits(train_split, validation_split, device)
         self.flip_base = _flip_coins(len(self.train_x), config.seed, device)
         self.batch_size = min(config.batch_size, len(self.train_x))
+        # Data-parallel: each of the group's processes trains an equal share of every global batch.
+        world = group.world_size if group else 1
+        self.batch_size -= self.batch_size % world
+        if self.batch_size == 0:
+            raise ValueError(f"{len(self.train_x)} training images cannot be shared by {world} processes")
+        self.shard_size = self.batch_size // world
         # Drop the ragged last batch: every step then has the same shape
         # (no recompiles, steady BatchNorm statistics).
         self.steps_per_epoch = len(self.train_x) // self.batch_size
@@ -226,8 +261,10 @@ class _Trainer:
         self.optimizer = build_optimizer(self.model, config, use_fused_optimizer(config.fused_optimizer, device))
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, config)
         self.ema = WeightEMA(self.model) if config.ema_decay > 0 else None
-        self.train_model = torch.compile(self.model) if config.compile else self.model
-        self._log_setup()
+        self.whitening_frozen = False
+        self.train_model = self._wrap()
+        if self.is_main:
+            self._log_setup()
         # Progress: none yet, or where the resumed checkpoint left off (its weights loaded).
         self.history, self.start_epoch, self.global_step = self._resume()
 
@@ -239,10 +276,38 @@ class _Trainer:
         model = build_model(self.model_name, self.model_config)
         if hasattr(model, "init_whitening"):
             self._init_whitening(model)
+        if self._syncs_batchnorm(model):
+            model = convert_sync_batchnorm(model, self.device)
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
+
+    def _syncs_batchnorm(self, model: nn.Module) -> bool:
+        """Whether BatchNorm takes the global batch's statistics: in a group, if asked or on auto."""
+        wanted = self.config.distributed.sync_batchnorm
+        return self.group is not None and has_batchnorm(model) and (wanted is True or wanted == AUTO)
+
+    def _wrap(self) -> nn.Module:
+        """The module the training steps call: the model, in DDP within a group, compiled if asked.
+
+        DDP registers the parameters that train when it is built, so it is
+        built again when the whitening bias freezes (:meth:`_freeze_whitening`).
+        """
+        module: nn.Module = self.model
+        if self.group is not None:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            module = DistributedDataParallel(module, device_ids=device_ids)
+        return torch.compile(module) if self.config.compile else module
+
+    def _freeze_whitening(self, frozen: bool) -> None:
+        """Freeze or unfreeze the whitening stem's bias (models with one)."""
+        if not hasattr(self.model, "freeze_whitening_bias") or frozen == self.whitening_frozen:
+            return
+        self.model.freeze_whitening_bias(frozen)
+        self.whitening_frozen = frozen
+        if self.group is not None:
+            self.train_model = self._wrap()
 
     def _init_whitening(self, model: nn.Module) -> None:
         generator = torch.Generator().manual_seed(self.config.seed)
@@ -253,13 +318,14 @@ class _Trainer:
 
     def _log_setup(self) -> None:
         logger.info(
-            "training %s (%s parameters) on %s: %d images, batch %d, %d steps/epoch, "
+            "training %s (%s parameters) on %s: %d images, batch %d%s, %d steps/epoch, "
             "%d epochs, autocast %s, channels_last %s, compile %s",
             self.model_name,
             f"{count_parameters(self.model):,}",
             self.device,
             len(self.train_x),
             self.batch_size,
+            f" ({self.shard_size} in each of {self.group.world_size} processes)" if self.group else "",
             self.steps_per_epoch,
             self.config.epochs,
             self.amp_dtype,
@@ -268,15 +334,15 @@ class _Trainer:
         )
 
     def _resume(self) -> tuple[list[dict[str, Any]], int, int]:
-        """(history, epochs done, steps done): none yet, or those of the checkpoint, whose state is loaded."""
-        path = self.checkpoint_path
-        if not self.config.resume:
+        """(history, epochs done, steps done): none yet, or those of the checkpoint, whose state is loaded.
+
+        In a group, rank 0 reads the checkpoint and every rank loads its copy.
+        """
+        checkpoint = self._checkpoint_to_resume() if self.is_main else None
+        if self.group is not None:
+            checkpoint = self.group.broadcast(checkpoint)
+        if checkpoint is None:
             return [], 0, 0
-        if path is None or not path.exists():
-            logger.info("resume requested but no checkpoint at %s; starting afresh", path)
-            return [], 0, 0
-        checkpoint = load_checkpoint(path, map_location=self.device)
-        self._check_resumable(checkpoint, path)
         self.model.load_state_dict(checkpoint["model_state"])
         self.optimizer.load_state_dict(checkpoint["optimizer_state"])
         self.scheduler.load_state_dict(checkpoint["scheduler_state"])
@@ -286,8 +352,22 @@ class _Trainer:
         torch.set_rng_state(rng["torch"].cpu())
         if self.device.type == "cuda" and rng.get("cuda") is not None:
             torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
-        logger.info("resumed from %s after epoch %d", path, checkpoint["epoch"])
+        if self.is_main:
+            logger.info("resumed from %s after epoch %d", self.checkpoint_path, checkpoint["epoch"])
         return [dict(row) for row in checkpoint["history"]], int(checkpoint["epoch"]), int(checkpoint["global_step"])
+
+    def _checkpoint_to_resume(self) -> dict[str, Any] | None:
+        """The checkpoint to continue, checked; None when there is none or no resume was asked for."""
+        path = self.checkpoint_path
+        if not self.config.resume:
+            return None
+        if path is None or not path.exists():
+            logger.info("resume requested but no checkpoint at %s; starting afresh", path)
+            return None
+        # On the CPU in a group: rank 0 sends it to the others as a pickle.
+        checkpoint = load_checkpoint(path, map_location=self.device if self.group is None else "cpu")
+        self._check_resumable(checkpoint, path)
+        return checkpoint
 
     def _check_resumable(self, checkpoint: dict[str, Any], path: Path) -> None:
         """Refuse a checkpoint of another model or other data; warn when result-changing settings differ.
@@ -336,13 +416,12 @@ class _Trainer:
         freeze_states = [False]
         if hasattr(self.model, "freeze_whitening_bias") and self.config.whiten_bias_epochs < self.config.epochs:
             freeze_states = [False, True] if self.config.whiten_bias_epochs > 0 else [True]
-        images = self.normalize(self.train_x[: self.batch_size]).contiguous(memory_format=self.memory_format)
-        labels = self.train_y[: self.batch_size]
+        images = self.normalize(self.train_x[: self.shard_size]).contiguous(memory_format=self.memory_format)
+        labels = self.train_y[: self.shard_size]
         with torch.random.fork_rng(devices=_cuda_devices(self.device)):
             self.model.train()
             for frozen in freeze_states:
-                if hasattr(self.model, "freeze_whitening_bias"):
-                    self.model.freeze_whitening_bias(frozen)
+                self._freeze_whitening(frozen)
                 with autocast(self.device, self.amp_dtype):
                     logits = self.train_model(images)
                 F.cross_entropy(logits.float(), labels).backward()
@@ -363,10 +442,12 @@ class _Trainer:
         before = self.history[-1] if self.history else {}
         train_time = before.get("train_time_s", 0.0)
         compile_total = (before.get("compile_time_s") or 0.0) + compile_time
-        self.progress = JobProgress(self.model_name, self.total_steps, self.batch_size, done_steps=self.global_step)
+        self.progress = JobProgress(
+            self.model_name, self.total_steps, self.batch_size, done_steps=self.global_step, bar=self.is_main
+        )
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self._train_epoch(epoch)
-            if epoch == self.start_epoch:
+            if epoch == self.start_epoch and self.is_main:
                 self._warn_if_long(row["epoch_time_s"])
             row.update(zip(("val_loss", "val_accuracy"), self._evaluate("none"), strict=True))
             train_time += row["epoch_time_s"]
@@ -374,12 +455,17 @@ class _Trainer:
             wall_time = before.get("wall_time_s", 0.0) + time.perf_counter() - self.started
             row.update(train_time_s=train_time, wall_time_s=wall_time, compile_time_s=compile_total)
             self.history.append(row)
-            self._log_epoch(row)
+            if self.is_main:
+                self._log_epoch(row)
             done = epoch + 1
             every = self.config.checkpoint_every
-            if self.checkpoint_path and every and done % every == 0 and done < self.config.epochs:
+            if self._writes_checkpoints and every and done % every == 0 and done < self.config.epochs:
                 save_checkpoint(self._checkpoint(done), self.checkpoint_path)
         return self._finish(setup_time, compile_time)
+
+    @property
+    def _writes_checkpoints(self) -> bool:
+        return self.checkpoint_path is not None and self.is_main
 
     def _log_epoch(self, row: dict[str, Any]) -> None:
         logger.info(
@@ -399,8 +485,7 @@ class _Trainer:
         """One pass over the training split in the epoch's seeded order; returns its history row."""
         generator, host_generator = self._seed_epoch(epoch)
         order = torch.randperm(len(self.train_x), generator=generator, device=self.device)
-        if hasattr(self.model, "freeze_whitening_bias"):
-            self.model.freeze_whitening_bias(epoch >= self.config.whiten_bias_epochs)
+        self._freeze_whitening(epoch >= self.config.whiten_bias_epochs)
         self.model.train()
         sums = _EpochSums(self.device)
         lr = self.optimizer.param_groups[0]["lr"]
@@ -448,7 +533,9 @@ class _Trainer:
         generator, so that reading them never waits for the device.
         """
         seed = epoch_seed(self.config.seed, epoch)
-        torch.manual_seed(seed)
+        # In a group, every rank draws the same data order and augmentation
+        # (of the whole global batch), but its own dropout masks.
+        torch.manual_seed(seed + (self.group.rank if self.group else 0))
         return torch.Generator(device=self.device).manual_seed(seed), torch.Generator().manual_seed(seed)
 
     def _watch_step(self, epoch: int, step: int, objective: torch.Tensor, loss: torch.Tensor, start: float) -> None:
@@ -459,7 +546,7 @@ class _Trainer:
         logging_now = self.config.log_every and (step + 1) % self.config.log_every == 0
         if self.device.type != "cuda" or logging_now:
             self._check_finite(objective, epoch, step)
-        if logging_now:
+        if logging_now and self.is_main:
             elapsed = time.perf_counter() - start
             logger.info(
                 "epoch %d/%d step %d/%d: loss %.4f, %.0f img/s",
@@ -472,7 +559,13 @@ class _Trainer:
             )
 
     def _epoch_row(self, epoch: int, sums: _EpochSums, lr: float, seconds: float) -> dict[str, Any]:
-        """The epoch's history row, training columns only; fails if the mean objective is not finite."""
+        """The epoch's history row, training columns only; fails if the mean objective is not finite.
+
+        In a group the sums are all-reduced first: the row is the whole global batch's.
+        """
+        if self.group is not None:
+            for total in (sums.loss, sums.objective, sums.correct):
+                self.group.sum(total)
         images_seen = self.steps_per_epoch * self.batch_size
         mean_objective = sums.objective.item() / images_seen
         if not math.isfinite(mean_objective):
@@ -495,6 +588,8 @@ class _Trainer:
         TrivialAugment works on 0..1 pixels, so it runs before normalisation;
         translate, flip and cutout follow on the normalised batch, then MixUp
         or CutMix. Every random number comes from the epoch's two generators.
+        In a group, every rank makes the whole global batch the same way and
+        keeps its own share: the run sees what one process would see.
         """
         config = self.config
         pixels = self.train_x[index]
@@ -522,6 +617,10 @@ class _Trainer:
                 switch_prob=config.mix_switch_prob,
                 generator=host_generator,
             )
+        if self.group is not None:
+            share = slice(self.group.rank * self.shard_size, (self.group.rank + 1) * self.shard_size)
+            images, labels = images[share], labels[share]
+            targets = None if targets is None else targets[share]
         return images.contiguous(memory_format=self.memory_format), labels, targets
 
     def _step(
@@ -557,6 +656,9 @@ class _Trainer:
         return objective, plain, logits
 
     def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        """Raise on a non-finite loss; in a group, on every rank when any rank's is (all stop together)."""
+        if self.group is not None:
+            loss = self.group.sum(loss.detach().float().clone())
         value = loss.item()
         if not math.isfinite(value):
             raise self._non_finite_error(value, epoch, step)
@@ -575,9 +677,10 @@ class _Trainer:
         """(loss, accuracy) on the validation split with the EMA weights if any.
 
         Runs the uncompiled module: eval mode, the short last batch and the TTA
-        views would each make torch.compile trace and compile again.
+        views would each make torch.compile trace and compile again. In a
+        group, rank 0 validates and the others return NaN.
         """
-        if len(self.val_x) == 0:
+        if len(self.val_x) == 0 or not self.is_main:
             return math.nan, math.nan
         live = self._swap_in_ema()
         self.model.eval()
@@ -629,16 +732,17 @@ class _Trainer:
             self.ema.update(self.model, 1.0, lookahead=True)
         final = {"tta": self.config.tta}
         final["val_loss"], final["val_accuracy"] = self._evaluate(self.config.tta)
-        logger.info(
-            "finished %s: val accuracy %.4f (tta %s) after %d epochs",
-            self.model_name,
-            final["val_accuracy"],
-            self.config.tta,
-            self.config.epochs,
-        )
+        if self.is_main:
+            logger.info(
+                "finished %s: val accuracy %.4f (tta %s) after %d epochs",
+                self.model_name,
+                final["val_accuracy"],
+                self.config.tta,
+                self.config.epochs,
+            )
         checkpoint = self._checkpoint(self.config.epochs)
         checkpoint["final_metrics"] = dict(final)
-        if self.checkpoint_path:
+        if self._writes_checkpoints:
             save_checkpoint(checkpoint, self.checkpoint_path)
         if self.ema is not None:
             self.model.load_state_dict(self.ema.state_dict())

@@ -1,0 +1,257 @@
+"""Data-parallel training over processes and nodes, started by torch's elastic launcher.
+
+:func:`launch` is what :func:`image_recognition.training.train` calls when
+``training.distributed`` asks for more than one process. It starts the
+workers with ``torch.distributed.launcher.api`` (the machinery behind
+``torchrun``): ``nproc_per_node`` of them on this machine, which meet the
+other nodes' at one rendezvous. Each worker runs the plain-PyTorch engine
+only, never a Kedro node or session; rank 0's result comes back here, once:
+the checkpoint, the history and the final metrics, as from one process.
+
+- One node: a rendezvous on a free local port (``torchrun --standalone``).
+- Several nodes: a static rendezvous at ``rdzv_endpoint`` (node 0's
+  host:port). Global rank 0 is on node 0; it validates and writes the scratch
+  checkpoints, and every node's launcher gets its result, so every node's
+  training node returns the same checkpoint.
+- A worker that fails or dies stops all of them: :class:`DistributedTrainingError`
+  names the rank and the cause. With ``max_restarts``, the launcher first
+  restarts every worker that many times; a restarted run resumes from its
+  last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+from image_recognition.device import resolve_device
+from image_recognition.errors import ParameterError
+from image_recognition.inference import load_model
+from image_recognition.params import config_to_dict
+from image_recognition.training.config import AUTO, TrainingConfig
+from image_recognition.training.ddp import current_group
+from image_recognition.training.engine import (
+    NonFiniteLossError,
+    Normalization,
+    Split,
+    TrainResult,
+    device_splits,
+    train,
+)
+
+logger = logging.getLogger(__name__)
+
+RESULT_FILE = "result.pt"
+# Seconds the rendezvous waits for every node to join.
+RENDEZVOUS_TIMEOUT_S = 900
+
+
+class DistributedTrainingError(RuntimeError):
+    """A worker of a data-parallel run failed or died; the run stopped and saved no result."""
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every worker needs, pickled to it by the launcher (the splits travel as files in ``folder``)."""
+
+    model_name: str
+    model_config: dict[str, Any]
+    training: dict[str, Any]
+    normalization: dict[str, list[float]]
+    folder: str
+    checkpoint_path: str | None
+    backend: str
+    threads: int
+
+
+def launch(
+    model_name: str,
+    model_config: dict[str, Any],
+    config: TrainingConfig,
+    train_split: Split,
+    validation_split: Split | None,
+    normalization: Normalization,
+    checkpoint_path: str | Path | None = None,
+) -> TrainResult:
+    """Train in ``config.distributed.world_size`` processes; return rank 0's result.
+
+    ``checkpoint_path`` is rank 0's scratch checkpoint (on node 0).
+    """
+    spec = config.distributed
+    device = resolve_device(config.device)
+    backend = _backend(spec.backend, device)
+    # Checked here, once, before any worker starts: bad data fails like a one-process run.
+    train_x, train_y, val_x, val_y = device_splits(train_split, validation_split, torch.device("cpu"))
+    with tempfile.TemporaryDirectory(prefix="image-recognition-ddp-") as folder:
+        work = Path(folder)
+        np.savez(work / "train.npz", images=train_x.numpy(), labels=train_y.numpy())
+        np.savez(work / "validation.npz", images=val_x.numpy(), labels=val_y.numpy())
+        job = _Job(
+            model_name=model_name,
+            model_config=dict(model_config),
+            training=config_to_dict(config),
+            normalization={key: [float(value) for value in normalization[key]] for key in ("mean", "std")},
+            folder=folder,
+            checkpoint_path=str(checkpoint_path) if checkpoint_path else None,
+            backend=backend,
+            threads=max(1, torch.get_num_threads() // spec.nproc_per_node),
+        )
+        logger.info(
+            "training %s in %d processes: %d on each of %d node(s), this one node %d; %s backend",
+            model_name,
+            spec.world_size,
+            spec.nproc_per_node,
+            spec.nnodes,
+            spec.node_rank,
+            backend,
+        )
+        try:
+            elastic_launch(_launch_config(config, work), _worker)(job)
+        except ChildFailedError as exc:
+            raise _failure(exc, spec.max_restarts) from None
+        outcome = torch.load(work / RESULT_FILE, weights_only=True)
+    if "diverged" in outcome:
+        raise NonFiniteLossError(outcome["diverged"])
+    checkpoint = outcome["checkpoint"]
+    return TrainResult(
+        checkpoint=checkpoint,
+        history=outcome["history"],
+        model=load_model(checkpoint, device),
+        final_metrics=outcome["final_metrics"],
+        setup_time_s=outcome["setup_time_s"],
+        compile_time_s=outcome["compile_time_s"],
+    )
+
+
+def _backend(wanted: str, device: torch.device) -> str:
+    if wanted == AUTO:
+        return "nccl" if device.type == "cuda" else "gloo"
+    if wanted == "nccl" and device.type != "cuda":
+        raise ParameterError(
+            f"training.distributed.backend is nccl, which needs CUDA, but training runs on {device.type}: "
+            "set backend: gloo (or auto)"
+        )
+    return wanted
+
+
+def _launch_config(config: TrainingConfig, work: Path) -> LaunchConfig:
+    spec = config.distributed
+    device = resolve_device(config.device)
+    if device.type == "cuda" and spec.nproc_per_node > torch.cuda.device_count():
+        raise ParameterError(
+            f"training.distributed.nproc_per_node is {spec.nproc_per_node} but this node has "
+            f"{torch.cuda.device_count()} CUDA device(s): one process per GPU"
+        )
+    if spec.nnodes == 1:  # a store on a free local port, as torchrun --standalone
+        rendezvous: dict[str, Any] = {
+            "rdzv_backend": "c10d",
+            "rdzv_endpoint": "127.0.0.1:0",
+            "rdzv_configs": {},
+            "run_id": f"image-recognition-{uuid.uuid4().hex[:12]}",
+        }
+    else:  # node 0's store; every node must name the same run (the store's key prefix)
+        rendezvous = {
+            "rdzv_backend": "static",
+            "rdzv_endpoint": spec.rdzv_endpoint,
+            "rdzv_configs": {"rank": spec.node_rank, "timeout": RENDEZVOUS_TIMEOUT_S},
+            "run_id": "image-recognition",
+        }
+    return LaunchConfig(
+        min_nodes=spec.nnodes,
+        max_nodes=spec.nnodes,
+        nproc_per_node=spec.nproc_per_node,
+        max_restarts=spec.max_restarts,
+        monitor_interval=0.5,
+        start_method="spawn",
+        logs_specs=DefaultLogsSpecs(log_dir=str(work / "logs")),
+        **rendezvous,
+    )
+
+
+def _failure(exc: ChildFailedError, max_restarts: int) -> DistributedTrainingError:
+    """One clear error from the launcher's report: the first rank that failed, and why."""
+    rank, failure = exc.get_first_failure()
+    cause = failure.message
+    if isinstance(cause, dict):
+        cause = cause.get("message", "no message")
+    restarts = f" after {max_restarts} restart(s)" if max_restarts else ""
+    return DistributedTrainingError(
+        f"data-parallel training failed{restarts}: worker rank {rank} (pid {failure.pid}) exited with code "
+        f"{failure.exitcode}: {cause}. The other workers were stopped and no checkpoint was saved to the "
+        "catalog; training.resume: true continues from the run's last scratch checkpoint"
+    )
+
+
+# --- inside each worker -------------------------------------------------------
+
+
+def _worker(job: _Job) -> None:
+    """One worker: join the group, train this rank's share, write rank 0's result for the launcher."""
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    _configure_logging(rank)
+    device = resolve_device(job.training["device"])
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
+    else:
+        torch.set_num_threads(job.threads)
+    dist.init_process_group(backend=job.backend)
+    try:
+        outcome = _train_share(job, rank)
+        group = current_group()
+        if group is not None and job.training["distributed"]["nnodes"] > 1:
+            outcome = group.broadcast(outcome if rank == 0 else None)  # every node's launcher gets rank 0's
+        if local_rank == 0:
+            partial = Path(job.folder) / f"{RESULT_FILE}.partial"
+            torch.save(outcome, partial)
+            partial.replace(Path(job.folder) / RESULT_FILE)
+    finally:
+        dist.destroy_process_group()
+
+
+def _train_share(job: _Job, rank: int) -> dict[str, Any]:
+    training = dict(job.training)
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
+        training["resume"] = True  # a restart continues from the run's last checkpoint
+    splits = [np.load(Path(job.folder) / name) for name in ("train.npz", "validation.npz")]
+    train_split, validation_split = ({"images": s["images"], "labels": s["labels"]} for s in splits)
+    try:
+        result = train(
+            job.model_name,
+            job.model_config,
+            training,
+            train_split,
+            validation_split,
+            job.normalization,
+            job.checkpoint_path if rank == 0 else None,
+        )
+    except NonFiniteLossError as exc:  # raised on every rank at the same step
+        return {"diverged": str(exc)}
+    return {
+        "checkpoint": result.checkpoint,
+        "history": result.history,
+        "final_metrics": result.final_metrics,
+        "setup_time_s": result.setup_time_s,
+        "compile_time_s": result.compile_time_s,
+    }
+
+
+def _configure_logging(rank: int) -> None:
+    """Rank 0 logs the run's progress; the others, warnings only."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("image_recognition")
+    package.addHandler(handler)
+    package.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    package.propagate = False
