@@ -96,6 +96,7 @@ def launch(
     train_x, train_y, val_x, val_y = device_splits(train_split, validation_split, torch.device("cpu"))
     with tempfile.TemporaryDirectory(prefix="image-recognition-ddp-") as folder:
         work = Path(folder)
+        launch_config = _launch_config(config, work)
         np.savez(work / "train.npz", images=train_x.numpy(), labels=train_y.numpy())
         np.savez(work / "validation.npz", images=val_x.numpy(), labels=val_y.numpy())
         job = _Job(
@@ -109,7 +110,7 @@ def launch(
             threads=max(1, torch.get_num_threads() // spec.nproc_per_node),
         )
         logger.info(
-            "training %s in %d processes: %d on each of %d node(s), this one node %d; %s backend",
+            "training %s in %d processes: %d on each of %d node(s), this is node %d; %s backend",
             model_name,
             spec.world_size,
             spec.nproc_per_node,
@@ -118,7 +119,7 @@ def launch(
             backend,
         )
         try:
-            elastic_launch(_launch_config(config, work), _worker)(job)
+            elastic_launch(launch_config, _worker)(job)
         except ChildFailedError as exc:
             raise _failure(exc, spec.max_restarts) from None
         outcome = torch.load(work / RESULT_FILE, weights_only=True)

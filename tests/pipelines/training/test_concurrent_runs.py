@@ -21,7 +21,8 @@ def start_training(project, *params: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "kedro", "run", "--env=demo", "--pipelines=train_simple_cnn"]
     if params:
         command += ["--params", ",".join(params)]
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONWARNINGS": "ignore"}
+    # One thread each: two runs of two threads on two cores would oversubscribe them.
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         command, cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
