@@ -26,6 +26,7 @@ import os
 import tempfile
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,7 @@ def _worker(job: _Job) -> None:
         torch.cuda.set_device(local_rank)
     else:
         torch.set_num_threads(job.threads)
-    dist.init_process_group(backend=job.backend)
+    _join_group(job.backend, rank)
     try:
         outcome = _train_share(job, rank)
         group = current_group()
@@ -219,6 +220,28 @@ def _worker(job: _Job) -> None:
             partial.replace(Path(job.folder) / RESULT_FILE)
     finally:
         dist.destroy_process_group()
+
+
+def _join_group(backend: str, rank: int) -> None:
+    """Initialise the process group on the launcher's store, under a prefix of this attempt.
+
+    The launcher's store outlives a restart, so the keys of the attempt
+    before it (every rank's address) are still there; without a fresh prefix
+    the new workers would read them and try to connect to dead processes.
+    """
+    world_size = int(os.environ["WORLD_SIZE"])
+    hosted_by_launcher = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=rank == 0 and not hosted_by_launcher,
+        timeout=timedelta(seconds=RENDEZVOUS_TIMEOUT_S),
+    )
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    dist.init_process_group(
+        backend=backend, store=dist.PrefixStore(f"attempt-{attempt}", store), rank=rank, world_size=world_size
+    )
 
 
 def _train_share(job: _Job, rank: int) -> dict[str, Any]:
