@@ -104,17 +104,23 @@ def _train_as_node(node_rank: int, port: int, small: dict, queue: multiprocessin
     queue.put((node_rank, state, result.history))
 
 
-def test_two_launchers_train_together_through_one_rendezvous(small: dict, one_vit) -> None:
+def _in_two_processes(target, *args) -> dict[int, tuple]:
+    """Run ``target(rank, port, *args, queue)`` for ranks 0 and 1 in spawned processes; {rank: what it put}."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     port = _free_port()
-    nodes = [context.Process(target=_train_as_node, args=(rank, port, small, queue)) for rank in (0, 1)]
-    for node in nodes:
-        node.start()
-    results = dict((rank, (state, history)) for rank, state, history in (queue.get(timeout=300) for _ in nodes))
-    for node in nodes:
-        node.join(timeout=60)
-        assert node.exitcode == 0
+    processes = [context.Process(target=target, args=(rank, port, *args, queue)) for rank in (0, 1)]
+    for process in processes:
+        process.start()
+    results = {rank: rest for rank, *rest in (queue.get(timeout=300) for _ in processes)}
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    return results
+
+
+def test_two_launchers_train_together_through_one_rendezvous(small: dict, one_vit) -> None:
+    results = _in_two_processes(_train_as_node, small)
     # Both nodes' training nodes get rank 0's result: the run of one process.
     for arrays, history in results.values():
         state = {key: torch.from_numpy(value) for key, value in arrays.items()}
@@ -157,17 +163,10 @@ def _sync_batchnorm_worker(rank: int, port: int, inputs: torch.Tensor, queue: mu
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
 def test_sync_batchnorm_normalises_each_share_with_the_whole_batch_statistics() -> None:
     inputs = torch.randn(8, 3, 5, 5, generator=torch.Generator().manual_seed(0)) * 3 + 1
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    port = _free_port()
-    workers = [context.Process(target=_sync_batchnorm_worker, args=(r, port, inputs, queue)) for r in (0, 1)]
-    for worker in workers:
-        worker.start()
     shares = {
-        rank: [torch.from_numpy(array) for array in rest] for rank, *rest in (queue.get(timeout=120) for _ in workers)
+        rank: [torch.from_numpy(array) for array in arrays]
+        for rank, arrays in _in_two_processes(_sync_batchnorm_worker, inputs).items()
     }
-    for worker in workers:
-        worker.join(timeout=60)
     # The reference: one BatchNorm over the whole batch, each share's loss weighted as the workers did.
     reference = torch.nn.BatchNorm2d(3, momentum=0.3)
     with torch.no_grad():
