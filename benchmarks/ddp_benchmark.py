@@ -44,17 +44,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def layouts() -> list[dict[str, Any]]:
-    """(label, processes, DDP?) of each row on this machine."""
+def layouts(batch_size: int) -> list[dict[str, Any]]:
+    """(label, processes, DDP?) of each row on this machine; the processes share ``batch_size`` evenly."""
     if torch.cuda.is_available():
-        gpus = torch.cuda.device_count()
+        gpus = processes_for(batch_size, torch.cuda.device_count())
         rows = [{"layout": "1 GPU", "processes": 1, "ddp": False}]
         return rows + ([{"layout": f"{gpus} GPUs in DDP", "processes": gpus, "ddp": True}] if gpus > 1 else [])
     threads = torch.get_num_threads()
+    processes = processes_for(batch_size, threads)
     return [
         {"layout": f"1 process x {threads} threads", "processes": 1, "ddp": False},
-        {"layout": f"{threads} processes x 1 thread", "processes": threads, "ddp": True},
+        {"layout": f"{processes} processes x {threads // processes} thread(s)", "processes": processes, "ddp": True},
     ]
+
+
+def processes_for(batch_size: int, wanted: int) -> int:
+    """The most processes, up to ``wanted``, that share ``batch_size`` evenly."""
+    return max(n for n in range(1, wanted + 1) if batch_size % n == 0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     for name in args.recipes:
         settings = recipe(name)
-        for layout in layouts():
+        for layout in layouts(settings["training"]["batch_size"]):
             training = {**settings["training"], "epochs": args.epochs, "checkpoint_every": 0, "log_every": 0}
             if layout["ddp"]:
                 training["distributed"] = {"nproc_per_node": layout["processes"]}

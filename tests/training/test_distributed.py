@@ -133,6 +133,8 @@ def test_distributed_settings_are_checked_before_any_process_starts(small: dict)
         TrainingConfig.from_dict({"batch_size": 40, "distributed": {"nproc_per_node": 3}})
     with pytest.raises(ValueError, match="rdzv_endpoint must be host:port of node 0"):
         TrainingConfig.from_dict({"distributed": {"nnodes": 2, "node_rank": 1}})
+    with pytest.raises(ValueError, match="max_restarts works on one node only"):
+        TrainingConfig.from_dict({"distributed": {"nnodes": 2, "rdzv_endpoint": "a:1", "max_restarts": 1}})
     with pytest.raises(ValueError, match="node_rank must be below nnodes"):
         TrainingConfig.from_dict({"distributed": {"nnodes": 2, "node_rank": 2, "rdzv_endpoint": "a:1"}})
     with pytest.raises(ValueError, match=r"unknown training.distributed key\(s\) \['nprocs'\]"):

@@ -60,6 +60,12 @@ class DistributedConfig:
             raise ValueError(
                 f"training: distributed.node_rank must be below nnodes ({self.nnodes}), got {self.node_rank}"
             )
+        if self.nnodes > 1 and self.max_restarts:
+            raise ValueError(
+                "training: distributed.max_restarts works on one node only (nnodes: 1): a restart on one "
+                "node would leave the other nodes' workers waiting; set max_restarts: 0 and rerun with "
+                "training.resume: true after a failure"
+            )
         if self.nnodes > 1 and not (isinstance(self.rdzv_endpoint, str) and ENDPOINT.fullmatch(self.rdzv_endpoint)):
             raise ValueError(
                 "training: distributed.rdzv_endpoint must be host:port of node 0, reachable from every "

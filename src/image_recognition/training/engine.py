@@ -67,9 +67,10 @@ Normalization = Mapping[str, Sequence[float]]
 TIMING_KEYS = ("epoch_time_s", "images_per_s", "train_time_s", "wall_time_s", "compile_time_s")
 # Images used to estimate the whitening layer's patch covariance.
 WHITENING_SAMPLES = 5000
-# Training-config keys that may change on resume without changing the result
-# (a checkpoint written by any number of processes resumes in any other).
-_OPERATIONAL_KEYS = {"resume", "device", "log_every", "checkpoint_every", "eval_batch_size", "distributed"}
+# Training-config keys that may change on resume without changing the result.
+# A checkpoint written by any number of processes resumes in any other, with a
+# warning: dropout masks and unsynchronised BatchNorm statistics depend on them.
+_OPERATIONAL_KEYS = {"resume", "device", "log_every", "checkpoint_every", "eval_batch_size"}
 # A run projected past this many seconds after its first epoch gets a warning naming a faster choice.
 ETA_WARNING_S = 3600.0
 
@@ -260,9 +261,11 @@ class _Trainer:
         self.model = self._build_model()
         self.optimizer = build_optimizer(self.model, config, use_fused_optimizer(config.fused_optimizer, device))
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, config)
-        self.ema = WeightEMA(self.model) if config.ema_decay > 0 else None
         self.whitening_frozen = False
+        self._wrappers: dict[bool, nn.Module] = {}
         self.train_model = self._wrap()
+        # After DDP's first broadcast: every rank averages the same weights.
+        self.ema = WeightEMA(self.model) if config.ema_decay > 0 else None
         if self.is_main:
             self._log_setup()
         # Progress: none yet, or where the resumed checkpoint left off (its weights loaded).
@@ -291,14 +294,18 @@ class _Trainer:
     def _wrap(self) -> nn.Module:
         """The module the training steps call: the model, in DDP within a group, compiled if asked.
 
-        DDP registers the parameters that train when it is built, so it is
-        built again when the whitening bias freezes (:meth:`_freeze_whitening`).
+        DDP registers the parameters that train when it is built, so a group
+        has one wrapper per state of the whitening bias (:meth:`_freeze_whitening`),
+        each built (and compiled) once; a wrapper's reducer acts only after its
+        own forward pass, so the idle one does nothing.
         """
-        module: nn.Module = self.model
-        if self.group is not None:
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            module = DistributedDataParallel(module, device_ids=device_ids)
-        return torch.compile(module) if self.config.compile else module
+        if self.whitening_frozen not in self._wrappers:
+            module: nn.Module = self.model
+            if self.group is not None:
+                device_ids = [self.device.index] if self.device.type == "cuda" else None
+                module = DistributedDataParallel(module, device_ids=device_ids)
+            self._wrappers[self.whitening_frozen] = torch.compile(module) if self.config.compile else module
+        return self._wrappers[self.whitening_frozen]
 
     def _freeze_whitening(self, frozen: bool) -> None:
         """Freeze or unfreeze the whitening stem's bias (models with one)."""

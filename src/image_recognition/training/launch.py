@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 RESULT_FILE = "result.pt"
 # Seconds the rendezvous waits for every node to join.
 RENDEZVOUS_TIMEOUT_S = 900
+# Seconds a collective may wait: the other ranks wait while rank 0 validates.
+COLLECTIVE_TIMEOUT_S = 1800
 
 
 class DistributedTrainingError(RuntimeError):
@@ -122,7 +124,7 @@ def launch(
         try:
             elastic_launch(launch_config, _worker)(job)
         except ChildFailedError as exc:
-            raise _failure(exc, spec.max_restarts) from None
+            raise _failure(exc, spec.max_restarts, resumable=checkpoint_path is not None) from None
         outcome = torch.load(work / RESULT_FILE, weights_only=True)
     if "diverged" in outcome:
         raise NonFiniteLossError(outcome["diverged"])
@@ -182,17 +184,18 @@ def _launch_config(config: TrainingConfig, work: Path) -> LaunchConfig:
     )
 
 
-def _failure(exc: ChildFailedError, max_restarts: int) -> DistributedTrainingError:
+def _failure(exc: ChildFailedError, max_restarts: int, resumable: bool) -> DistributedTrainingError:
     """One clear error from the launcher's report: the first rank that failed, and why."""
     rank, failure = exc.get_first_failure()
     cause = failure.message
     if isinstance(cause, dict):
         cause = cause.get("message", "no message")
     restarts = f" after {max_restarts} restart(s)" if max_restarts else ""
+    resume = "; training.resume: true continues from the run's last scratch checkpoint" if resumable else ""
     return DistributedTrainingError(
         f"data-parallel training failed{restarts}: worker rank {rank} (pid {failure.pid}) exited with code "
         f"{failure.exitcode}: {cause}. The other workers were stopped and no checkpoint was saved to the "
-        "catalog; training.resume: true continues from the run's last scratch checkpoint"
+        f"catalog{resume}"
     )
 
 
@@ -240,7 +243,11 @@ def _join_group(backend: str, rank: int) -> None:
     )
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     dist.init_process_group(
-        backend=backend, store=dist.PrefixStore(f"attempt-{attempt}", store), rank=rank, world_size=world_size
+        backend=backend,
+        store=dist.PrefixStore(f"attempt-{attempt}", store),
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S),
     )
 
 

@@ -58,7 +58,10 @@ def train_model(
     refuses a checkpoint trained on other data.
     """
     model_name, training = spec["model_name"], spec["training"]
-    if training["resume"] is not False and not scratch_dir:
+    if training["distributed"]["node_rank"] > 0:
+        # Global rank 0, on node 0, keeps the scratch checkpoints and sends them to every rank.
+        scratch_dir = None
+    elif training["resume"] is not False and not scratch_dir:
         logger.warning(
             "training.resume is %r but %s has no scratch_dir: starting afresh", training["resume"], model_name
         )
