@@ -205,15 +205,16 @@ def _failure(exc: ChildFailedError, max_restarts: int, resumable: bool) -> Distr
 def _worker(job: _Job) -> None:
     """One worker: join the group, train this rank's share, write rank 0's result for the launcher."""
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))  # 0, then 1 after the first restart
     _configure_logging(rank)
     device = resolve_device(job.training["device"])
     if device.type == "cuda":
         torch.cuda.set_device(local_rank)
     else:
         torch.set_num_threads(job.threads)
-    _join_group(job.backend, rank)
+    _join_group(job.backend, rank, attempt)
     try:
-        outcome = _train_share(job, rank)
+        outcome = _train_share(job, rank, restarted=attempt > 0)
         group = current_group()
         if group is not None and job.training["distributed"]["nnodes"] > 1:
             outcome = group.broadcast(outcome if rank == 0 else None)  # every node's launcher gets rank 0's
@@ -225,7 +226,7 @@ def _worker(job: _Job) -> None:
         dist.destroy_process_group()
 
 
-def _join_group(backend: str, rank: int) -> None:
+def _join_group(backend: str, rank: int, attempt: int) -> None:
     """Initialise the process group on the launcher's store, under a prefix of this attempt.
 
     The launcher's store outlives a restart, so the keys of the attempt
@@ -241,7 +242,6 @@ def _join_group(backend: str, rank: int) -> None:
         is_master=rank == 0 and not hosted_by_launcher,
         timeout=timedelta(seconds=RENDEZVOUS_TIMEOUT_S),
     )
-    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     dist.init_process_group(
         backend=backend,
         store=dist.PrefixStore(f"attempt-{attempt}", store),
@@ -251,9 +251,9 @@ def _join_group(backend: str, rank: int) -> None:
     )
 
 
-def _train_share(job: _Job, rank: int) -> dict[str, Any]:
+def _train_share(job: _Job, rank: int, restarted: bool) -> dict[str, Any]:
     training = dict(job.training)
-    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
+    if restarted:
         training["resume"] = True  # a restart continues from the run's last checkpoint
     splits = [np.load(Path(job.folder) / name) for name in ("train.npz", "validation.npz")]
     train_split, validation_split = ({"images": s["images"], "labels": s["labels"]} for s in splits)
