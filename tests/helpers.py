@@ -6,15 +6,18 @@ test modules import from here too, never from a ``conftest.py``.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,6 +209,74 @@ class Project:
             for p in (self.root / "data").rglob("*")
             if p.is_file() and p.name != ".gitkeep"
         )
+
+
+def worker_project(root: Path) -> Path:
+    """A project folder as deployed on a worker: pyproject.toml, conf/ and empty data/ (package installed)."""
+    root.mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("credentials*", "local"))
+    for folder in ("conf/local", "src", "data"):
+        (root / folder).mkdir()
+    return root
+
+
+# --- a local S3-compatible server (moto) -------------------------------------------------------------
+
+S3_KEY = {"key": "testing", "secret": "testing"}
+S3_REGION = "us-east-1"
+
+
+@contextlib.contextmanager
+def s3_server(bucket: str) -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 with an empty ``bucket``; yields its URL, stops it after."""
+    import boto3  # noqa: PLC0415 (moto[server] and boto3 are test extras; callers skip without them)
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: PLC0415
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    try:
+        boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name=S3_REGION,
+            aws_access_key_id=S3_KEY["key"],
+            aws_secret_access_key=S3_KEY["secret"],
+        ).create_bucket(Bucket=bucket)
+        yield url
+    finally:
+        server.stop()
+
+
+def s3_environment(endpoint: str) -> dict[str, str]:
+    """The standard AWS variables that point any S3 client at ``endpoint``."""
+    return {
+        "AWS_ACCESS_KEY_ID": S3_KEY["key"],
+        "AWS_SECRET_ACCESS_KEY": S3_KEY["secret"],
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_DEFAULT_REGION": S3_REGION,
+    }
+
+
+def s3_filesystem(endpoint: str):
+    """An s3fs filesystem on ``endpoint``, with no cached listings."""
+    import s3fs  # noqa: PLC0415 (the s3 extra)
+
+    return s3fs.S3FileSystem(
+        **S3_KEY, client_kwargs={"endpoint_url": endpoint, "region_name": S3_REGION}, skip_instance_cache=True
+    )
+
+
+def versioned_objects(keys: list[str]) -> dict[str, list[str]]:
+    """``{dataset path: [versions]}`` of the ``<path>/<version>/<name>`` keys among ``keys`` (Kedro's layout)."""
+    versions: dict[str, list[str]] = {}
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) >= 3 and parts[-1] == parts[-3]:  # noqa: PLR2004 (<path>/<version>/<name>)
+            versions.setdefault("/".join(parts[:-2]), []).append(parts[-2])
+    return versions
 
 
 # --- checkpoints of untrained models, for evaluation and reporting -----------------------------------

@@ -14,14 +14,13 @@ import fsspec
 import pytest
 
 from image_recognition import storage
-from tests.helpers import DATA_OUTPUTS
+from tests.helpers import DATA_OUTPUTS, S3_KEY, s3_environment, s3_filesystem, s3_server, versioned_objects
 
-s3fs = pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
-boto3 = pytest.importorskip("boto3", reason="moto[server] (and boto3) is not installed")
-moto_server = pytest.importorskip("moto.moto_server.threaded_moto_server", reason="moto[server] is not installed")
+pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
+pytest.importorskip("moto.moto_server.threaded_moto_server", reason="moto[server] is not installed")
 
 BUCKET = "image-recognition-test"
-KEY = {"key": "testing", "secret": "testing"}
+KEY = S3_KEY
 # What may stay on the local disk when data_root is remote: each training's scratch file.
 SCRATCH = re.compile(r"data/demo/06_models/\w+/scratch/[^/]+\.(pt|lock|done)")
 
@@ -29,25 +28,8 @@ SCRATCH = re.compile(r"data/demo/06_models/\w+/scratch/[^/]+\.(pt|lock|done)")
 @pytest.fixture(scope="module")
 def endpoint():
     """A moto S3 server on 127.0.0.1 with an empty bucket; its URL."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=KEY["key"],
-        aws_secret_access_key=KEY["secret"],
-    ).create_bucket(Bucket=BUCKET)
-    yield url
-    server.stop()
-
-
-def bucket(endpoint: str) -> s3fs.S3FileSystem:
-    return s3fs.S3FileSystem(
-        **KEY, client_kwargs={"endpoint_url": endpoint, "region_name": "us-east-1"}, skip_instance_cache=True
-    )
+    with s3_server(BUCKET) as url:
+        yield url
 
 
 @pytest.fixture
@@ -70,7 +52,7 @@ def test_data_store_credentials_go_to_the_data_roots_filesystem_only(endpoint, m
     assert set(fsspec.config.conf) == {"s3"}  # other protocols keep their own settings
     fs = fsspec.filesystem("s3", skip_instance_cache=True)  # as a dataset makes it, with no arguments
     fs.pipe_file(f"{BUCKET}/unit/hello.txt", b"hi")
-    assert bucket(endpoint).cat_file(f"{BUCKET}/unit/hello.txt") == b"hi"
+    assert s3_filesystem(endpoint).cat_file(f"{BUCKET}/unit/hello.txt") == b"hi"
     with pytest.raises(TypeError, match="must be a mapping of fsspec storage options"):
         storage.configure_data_store(f"s3://{BUCKET}/unit", "key=secret")
 
@@ -90,13 +72,9 @@ def test_demo_dag_with_data_root_on_s3_keeps_only_scratch_files_local(project, e
     run = project.kedro("run", "--env=demo", "--params", f"data_root=s3://{root}")
     assert run.returncode == 0, run.stderr[-4000:]
 
-    store = bucket(endpoint)
+    store = s3_filesystem(endpoint)
     keys = [key.removeprefix(root + "/") for key in store.find(root)]
-    versions = {}
-    for key in keys:  # <layer>/<name>/<version>/<name>, and the archive cache
-        parts = key.split("/")
-        if len(parts) >= 4 and parts[-1] == parts[-3]:
-            versions.setdefault("/".join(parts[:-2]), []).append(parts[-2])
+    versions = versioned_objects(keys)  # <layer>/<name>/<version>/<name>; the archive cache is not versioned
     expected = [
         *DATA_OUTPUTS,
         *(f"06_models/{model}/checkpoint.pt" for model in ("simple_cnn", "cnn", "vit")),
@@ -117,12 +95,7 @@ def test_demo_dag_with_data_root_on_s3_keeps_only_scratch_files_local(project, e
     (project.root / "conf/demo/credentials.yml").unlink()
     first = versions["08_reporting/vit/metrics.json"][0]
     pins = ",".join(f"vit.{name}:{first}" for name in ("metrics", "training_history"))
-    aws = {
-        "AWS_ACCESS_KEY_ID": KEY["key"],
-        "AWS_SECRET_ACCESS_KEY": KEY["secret"],
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    aws = s3_environment(endpoint)
     rebuilt = project.kedro(
         "run",
         "--env=demo",

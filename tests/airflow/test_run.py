@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers import DAGS_FOLDER, PROJECT_ROOT
+from tests.helpers import DAGS_FOLDER, PROJECT_ROOT, worker_project
 
 pytest.importorskip("airflow", reason="needs the airflow extra: pip install -e '.[test,airflow]'")
 
@@ -23,16 +23,6 @@ pytestmark = pytest.mark.slow
 
 # Demo data, one epoch: the DAG's path through every task, in well under a minute.
 ONE_EPOCH = {"vit": {"training": {"epochs": 1, "checkpoint_every": 1}}}
-
-
-def make_project(root: Path) -> Path:
-    """A project folder as deployed on a worker: pyproject.toml, conf/ and empty data/ (package installed)."""
-    root.mkdir()
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("credentials*", "local"))
-    for folder in ("conf/local", "src", "data"):
-        (root / folder).mkdir()
-    return root
 
 
 def fresh_dag(dag_id: str):
@@ -51,7 +41,7 @@ def versions(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def train_vit_run(tmp_path_factory, airflow_db):
     """One successful run of the train_vit DAG on the demo data, in a project folder of its own."""
-    project = make_project(tmp_path_factory.mktemp("airflow-run") / "project")
+    project = worker_project(tmp_path_factory.mktemp("airflow-run") / "project")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(project_path_variable("image_recognition"), str(project))
         dag_run = fresh_dag("image_recognition.train_vit").test(
@@ -122,7 +112,7 @@ def test_a_task_loads_the_versions_of_its_own_dag_run(train_vit_run, monkeypatch
 def test_a_node_that_raises_fails_its_task_and_the_run_after_the_configured_retries(
     airflow_db, tmp_path, monkeypatch, capfd
 ):
-    project = make_project(tmp_path / "project")
+    project = worker_project(tmp_path / "project")
     monkeypatch.setenv(project_path_variable("image_recognition"), str(project))
     dag = fresh_dag("image_recognition.train_vit")
     for task in dag.tasks:  # one retry, at once: the configured delay is minutes
@@ -148,7 +138,7 @@ def test_a_node_that_raises_fails_its_task_and_the_run_after_the_configured_retr
 def test_each_task_of_a_dag_run_is_an_mlflow_run_tagged_with_the_dag_run_id(airflow_db, tmp_path):
     """With tracking on (a process of its own: settings are read once), dag.test() of train_vit."""
     mlflow = pytest.importorskip("mlflow", reason="needs the mlflow extra: pip install -e '.[test]'")
-    project = make_project(tmp_path / "project")
+    project = worker_project(tmp_path / "project")
     code = (
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(DAGS_FOLDER / 'image_recognition_train_vit_dag.py')!r})\n"
