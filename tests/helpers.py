@@ -11,6 +11,7 @@ import gzip
 import io
 import os
 import pickle
+import re
 import shutil
 import struct
 import subprocess
@@ -225,6 +226,8 @@ def worker_project(root: Path) -> Path:
 
 S3_KEY = {"key": "testing", "secret": "testing"}
 S3_REGION = "us-east-1"
+# What may stay on the local disk when data_root is remote: each training's scratch files.
+SCRATCH_FILE = re.compile(r"data/demo/06_models/\w+/scratch/[^/]+\.(pt|lock|done)")
 
 
 @contextlib.contextmanager

@@ -8,21 +8,25 @@ scratch files.
 
 from __future__ import annotations
 
-import re
-
 import fsspec
 import pytest
 
 from image_recognition import storage
-from tests.helpers import DATA_OUTPUTS, S3_KEY, s3_environment, s3_filesystem, s3_server, versioned_objects
+from tests.helpers import (
+    DATA_OUTPUTS,
+    S3_KEY,
+    SCRATCH_FILE,
+    s3_environment,
+    s3_filesystem,
+    s3_server,
+    versioned_objects,
+)
 
 pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
 pytest.importorskip("moto.moto_server.threaded_moto_server", reason="moto[server] is not installed")
 
 BUCKET = "image-recognition-test"
 KEY = S3_KEY
-# What may stay on the local disk when data_root is remote: each training's scratch file.
-SCRATCH = re.compile(r"data/demo/06_models/\w+/scratch/[^/]+\.(pt|lock|done)")
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +92,7 @@ def test_demo_dag_with_data_root_on_s3_keeps_only_scratch_files_local(project, e
     assert not missing, (missing, keys)
     assert "01_raw/synthetic-cifar-10-python.tar.gz" in keys  # the archive cache is on the store too
     local = project.data_files()
-    assert local and all(SCRATCH.fullmatch(path) for path in local), local
+    assert local and all(SCRATCH_FILE.fullmatch(path) for path in local), local
 
     # The reporting pipeline again, pinned to the first run's evaluation, read from the bucket;
     # this time the store is reached through the standard AWS variables, not credentials.yml.
@@ -109,4 +113,4 @@ def test_demo_dag_with_data_root_on_s3_keeps_only_scratch_files_local(project, e
     store.invalidate_cache()
     reports = store.ls(f"{root}/08_reporting/comparison_report.html")
     assert len(reports) == 2, reports
-    assert all(SCRATCH.fullmatch(path) for path in project.data_files())
+    assert all(SCRATCH_FILE.fullmatch(path) for path in project.data_files())

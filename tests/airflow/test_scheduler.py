@@ -23,14 +23,16 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 from kedro.io import Version
 
 from tests.helpers import (
     DAGS_FOLDER,
+    SCRATCH_FILE,
     Project,
     s3_environment,
     s3_filesystem,
@@ -63,7 +65,7 @@ class Deployment:
     project: Path
     env: dict[str, str]
     endpoint: str
-    pids: dict[str, int]
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def airflow(self, *args: str) -> subprocess.CompletedProcess:
         """An ``airflow`` CLI command against this deployment."""
@@ -98,10 +100,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until(condition, timeout: float, what: str, deployment: Deployment, processes=()) -> None:
+def wait_until(condition, timeout: float, what: str, deployment: Deployment) -> None:
+    """Poll ``condition`` every second; fail with the logs on timeout or when a component has exited."""
     deadline = time.monotonic() + timeout
     while not condition():
-        for name, process in processes:
+        for name, process in deployment.processes.items():
             assert process.poll() is None, f"airflow {name} exited ({process.returncode})\n{deployment.logs()}"
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s\n{deployment.logs()}"
         time.sleep(1)
@@ -126,7 +129,8 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
     port = free_port()
     with s3_server(BUCKET) as endpoint:
         env = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if not name.startswith("AWS_")},
+            **no_aws_files(home),
             **s3_environment(endpoint),
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
@@ -148,40 +152,57 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
             project_path_variable("image_recognition"): str(project),
             "IMAGE_RECOGNITION_TRACKING": "off",
         }
-        deployment = Deployment(home, project, env, endpoint, {})
+        deployment = Deployment(home, project, env, endpoint)
         deployment.airflow("db", "migrate")
         deployment.airflow("pools", "set", "gpu", "1", "one slot per GPU")  # as the README says (Deploy, step 5)
-        processes = []
-        try:
-            for component in COMPONENTS:
-                log = (home / f"{component}.log").open("w")
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", component],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group: stopped whole, workers included
+        with contextlib.ExitStack() as logs:
+            try:
+                for component in COMPONENTS:
+                    log = logs.enter_context((home / f"{component}.log").open("w"))
+                    # The scheduler's log server would listen on 0.0.0.0:8793; task logs are local files here.
+                    extra = ["--skip-serve-logs"] if component == "scheduler" else []
+                    deployment.processes[component] = subprocess.Popen(
+                        [sys.executable, "-m", "airflow", component, *extra],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # its own process group
+                    )
+                wait_until(lambda: api_healthy(port), STARTUP_S, "the API server answering", deployment)
+                wait_until(
+                    lambda: deployment.query("SELECT 1 FROM serialized_dag WHERE dag_id = ?", DAG_ID),
+                    STARTUP_S,
+                    f"{DAG_ID} parsed by the DAG processor",
+                    deployment,
                 )
-                processes.append((component, process))
-                deployment.pids[component] = process.pid
-            wait_until(lambda: api_healthy(port), STARTUP_S, "the API server answering", deployment, processes)
-            wait_until(
-                lambda: deployment.query("SELECT 1 FROM serialized_dag WHERE dag_id = ?", DAG_ID),
-                STARTUP_S,
-                f"{DAG_ID} parsed by the DAG processor",
-                deployment,
-                processes,
-            )
-            yield deployment
-        finally:
-            for _, process in processes:
-                with_group(process, signal.SIGTERM)
-            for _, process in processes:
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    with_group(process, signal.SIGKILL)
-                    process.wait(timeout=30)
+                yield deployment
+            finally:
+                stop(list(deployment.processes.values()))
+
+
+def no_aws_files(home: Path) -> dict[str, str]:
+    """AWS config and credentials files that do not exist: no profile of the developer's reaches the store."""
+    return {"AWS_CONFIG_FILE": str(home / "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-creds")}
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    """Stop the components and everything they started, task processes included (they get groups of their own)."""
+    family = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            family += psutil.Process(process.pid).children(recursive=True)
+    for process in processes:
+        with_group(process, signal.SIGTERM)
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+    for process in processes:
+        with_group(process, signal.SIGKILL)
+    for child in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    for process in processes:
+        process.wait(timeout=30)
 
 
 def with_group(process: subprocess.Popen, sig: int) -> None:
@@ -248,7 +269,8 @@ def test_the_scheduler_runs_each_task_in_a_process_of_its_own(deployment, dag_ru
     assert {state for state, _, _ in dag_run.values()} == {"success"}
     pids = [pid for _, pid, _ in dag_run.values()]
     assert all(pids) and len(set(pids)) == len(pids), dag_run  # one process per task
-    assert not set(pids) & {os.getpid(), *deployment.pids.values()}  # none of them the test or a component
+    components = {process.pid for process in deployment.processes.values()}
+    assert not set(pids) & {os.getpid(), *components}  # none of them the test or a component
     assert all(host for _, _, host in dag_run.values())
 
 
@@ -273,7 +295,9 @@ def test_the_tasks_hand_over_data_through_the_bucket_at_the_versions_in_their_xc
     assert sum(len(saved) for saved in pushed.values()) == len(stored), (pushed, stored)
     # Each dataset at the version its task reported, found where the project's catalog puts it.
     monkeypatch.setenv("IMAGE_RECOGNITION_TRACKING", "off")
-    for name, value in s3_environment(deployment.endpoint).items():
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**no_aws_files(deployment.home), **s3_environment(deployment.endpoint)}.items():
         monkeypatch.setenv(name, value)
     catalog = demo_catalog(deployment.project)
     for saved in pushed.values():
@@ -282,4 +306,4 @@ def test_the_tasks_hand_over_data_through_the_bucket_at_the_versions_in_their_xc
 
     # Nothing but the training's scratch file was written to the worker's local data/.
     local = Project(deployment.project).data_files()
-    assert local and all("/scratch/" in path for path in local), local
+    assert local and all(SCRATCH_FILE.fullmatch(path) for path in local), local
