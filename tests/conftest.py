@@ -16,7 +16,15 @@ import pytest  # noqa: E402
 
 from image_recognition.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive  # noqa: E402
 from image_recognition.pipelines.evaluation.nodes import evaluate_model  # noqa: E402
-from tests.helpers import EVALUATED_MODELS, PROJECT_ROOT, Archive, Project, fake_checkpoint, fake_history  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    EVALUATED_MODELS,
+    PROJECT_ROOT,
+    Archive,
+    Project,
+    fake_checkpoint,
+    fake_history,
+    no_aws_files,
+)
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +39,15 @@ def synthetic_archive(tmp_path_factory, synthetic_data) -> Archive:
     path = tmp_path_factory.mktemp("mirror") / "cifar-10-python.tar.gz"
     md5 = write_cifar10_archive(synthetic_data, path)
     return Archive(path, md5)
+
+
+@pytest.fixture
+def no_aws_environment(monkeypatch, tmp_path):
+    """No AWS settings from the environment or ~/.aws: only what the test sets reaches an object store."""
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in no_aws_files(tmp_path).items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture

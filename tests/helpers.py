@@ -263,6 +263,14 @@ def s3_environment(endpoint: str) -> dict[str, str]:
     }
 
 
+def no_aws_files(folder: Path) -> dict[str, str]:
+    """AWS config and credentials files that do not exist: no profile of the developer's reaches a store."""
+    return {
+        "AWS_CONFIG_FILE": str(folder / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(folder / "no-aws-credentials"),
+    }
+
+
 def s3_filesystem(endpoint: str):
     """An s3fs filesystem on ``endpoint``, with no cached listings."""
     import s3fs  # noqa: PLC0415 (the s3 extra)

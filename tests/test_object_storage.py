@@ -15,6 +15,7 @@ from image_recognition import storage
 from tests.helpers import (
     DATA_OUTPUTS,
     S3_KEY,
+    S3_REGION,
     SCRATCH_FILE,
     s3_environment,
     s3_filesystem,
@@ -26,7 +27,6 @@ pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
 pytest.importorskip("moto.moto_server.threaded_moto_server", reason="moto[server] is not installed")
 
 BUCKET = "image-recognition-test"
-KEY = S3_KEY
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +36,9 @@ def endpoint():
         yield url
 
 
-@pytest.fixture
-def no_aws_environment(monkeypatch, tmp_path):
-    """No AWS settings from the environment or ~/.aws: only the project's configuration reaches the store."""
-    import os  # noqa: PLC0415
-
-    for name in [name for name in os.environ if name.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-
-
 def test_data_store_credentials_go_to_the_data_roots_filesystem_only(endpoint, monkeypatch):
     monkeypatch.setattr(fsspec.config, "conf", {})
-    options = {**KEY, "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+    options = {**S3_KEY, "client_kwargs": {"endpoint_url": endpoint, "region_name": S3_REGION}}
     storage.configure_data_store("data", options)  # a local root: nothing to configure
     assert fsspec.config.conf == {}
     storage.configure_data_store(f"s3://{BUCKET}/unit", options)
@@ -66,11 +55,11 @@ def test_demo_dag_with_data_root_on_s3_keeps_only_scratch_files_local(project, e
     # Kedro reads conf/local only when no --env is given: with --env=demo, credentials go in conf/demo.
     (project.root / "conf/demo/credentials.yml").write_text(
         "data_store:\n"
-        f"  key: {KEY['key']}\n"
-        f"  secret: {KEY['secret']}\n"
+        f"  key: {S3_KEY['key']}\n"
+        f"  secret: {S3_KEY['secret']}\n"
         "  client_kwargs:\n"
         f"    endpoint_url: {endpoint}\n"
-        "    region_name: us-east-1\n"
+        f"    region_name: {S3_REGION}\n"
     )
     root = f"{BUCKET}/demo-run"
     run = project.kedro("run", "--env=demo", "--params", f"data_root=s3://{root}")

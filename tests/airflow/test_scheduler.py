@@ -34,6 +34,7 @@ from tests.helpers import (
     DAGS_FOLDER,
     SCRATCH_FILE,
     Project,
+    no_aws_files,
     s3_environment,
     s3_filesystem,
     s3_server,
@@ -76,15 +77,15 @@ class Deployment:
 
     def query(self, sql: str, *args: object) -> list[tuple]:
         """Rows of ``sql`` on the metadata database, read as any client would (retried while locked)."""
-        for attempt in range(50):
-            try:
-                with contextlib.closing(sqlite3.connect(self.home / "airflow.db", timeout=10)) as connection:
-                    return connection.execute(sql, args).fetchall()
-            except sqlite3.OperationalError:  # the scheduler holds the write lock
-                if attempt == 49:  # noqa: PLR2004
-                    raise
-                time.sleep(0.2)
-        return []
+        for _ in range(49):
+            with contextlib.suppress(sqlite3.OperationalError):  # the scheduler holds the write lock
+                return self._read(sql, args)
+            time.sleep(0.2)
+        return self._read(sql, args)
+
+    def _read(self, sql: str, args: tuple) -> list[tuple]:
+        with contextlib.closing(sqlite3.connect(self.home / "airflow.db", timeout=10)) as connection:
+            return connection.execute(sql, args).fetchall()
 
     def logs(self) -> str:
         """The tails of the components' and the tasks' logs, for a failure message."""
@@ -150,7 +151,6 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             project_path_variable("image_recognition"): str(project),
-            "IMAGE_RECOGNITION_TRACKING": "off",
         }
         deployment = Deployment(home, project, env, endpoint)
         deployment.airflow("db", "migrate")
@@ -178,11 +178,6 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
                 yield deployment
             finally:
                 stop(list(deployment.processes.values()))
-
-
-def no_aws_files(home: Path) -> dict[str, str]:
-    """AWS config and credentials files that do not exist: no profile of the developer's reaches the store."""
-    return {"AWS_CONFIG_FILE": str(home / "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-creds")}
 
 
 def stop(processes: list[subprocess.Popen]) -> None:
@@ -274,7 +269,9 @@ def test_the_scheduler_runs_each_task_in_a_process_of_its_own(deployment, dag_ru
     assert all(host for _, _, host in dag_run.values())
 
 
-def test_the_tasks_hand_over_data_through_the_bucket_at_the_versions_in_their_xcoms(deployment, dag_run, monkeypatch):
+def test_the_tasks_hand_over_data_through_the_bucket_at_the_versions_in_their_xcoms(
+    deployment, dag_run, monkeypatch, no_aws_environment
+):
     pushed = xcom_versions(deployment)
     assert set(pushed) == set(dag_run)
     # One Kedro session per task, so one save version each, and a different one per task.
@@ -294,10 +291,7 @@ def test_the_tasks_hand_over_data_through_the_bucket_at_the_versions_in_their_xc
     assert {versions[0] for versions in stored.values()} == reported
     assert sum(len(saved) for saved in pushed.values()) == len(stored), (pushed, stored)
     # Each dataset at the version its task reported, found where the project's catalog puts it.
-    monkeypatch.setenv("IMAGE_RECOGNITION_TRACKING", "off")
-    for name in [name for name in os.environ if name.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    for name, value in {**no_aws_files(deployment.home), **s3_environment(deployment.endpoint)}.items():
+    for name, value in s3_environment(deployment.endpoint).items():
         monkeypatch.setenv(name, value)
     catalog = demo_catalog(deployment.project)
     for saved in pushed.values():
