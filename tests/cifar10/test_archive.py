@@ -119,7 +119,11 @@ def test_truncated_archive(tmp_path):
         load_cifar10_archive(str(path))
 
 
-@pytest.mark.parametrize("payload", [b"this is not an archive", gzip.compress(b"gzip but not tar" * 100)])
+@pytest.mark.parametrize(
+    "payload",
+    [b"this is not an archive", gzip.compress(b"gzip but not tar" * 100, mtime=0)],
+    ids=["plain_bytes", "gzip_not_tar"],
+)
 def test_not_a_gzipped_tar(tmp_path, payload):
     path = tmp_path / "a.tar.gz"
     path.write_bytes(payload)
