@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, ImageOps
-from torchvision.transforms import v2
 
 from image_recognition.datasets.images import ImageError
 from image_recognition.device import AUTO, resolve_device
@@ -116,6 +115,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def model_input(image: Image.Image, resize: str = "crop") -> torch.Tensor:
     """An RGB image as the model's uint8 input (3, 32, 32), aspect ratio kept by a crop or padding."""
+    # Imported here, not at the top: this module is in every `kedro` command's import
+    # graph, and torchvision (which imports torch._dynamo) adds seconds to each.
+    from torchvision.transforms import v2  # noqa: PLC0415
+
     pixels = v2.functional.pil_to_tensor(image)  # (3, H, W) uint8
     height, width = pixels.shape[-2:]
     scale = IMAGE_SIZE / (min(height, width) if resize == "crop" else max(height, width))
