@@ -189,6 +189,11 @@ DATA_OUTPUTS = [
     "08_reporting/data_class_counts.csv",
 ]
 
+# The demo DAG's shortest training that still learns, for tests of what runs and where it is
+# saved: with cnn 2 epochs and vit 1, every model's demo test accuracy is above 0.5, and the
+# whole DAG runs about 10 s faster than the demo's 4 and 6.
+SHORT_TRAINING = "cnn.training.epochs=2,vit.training.epochs=1"
+
 
 @dataclass
 class Project:

@@ -23,6 +23,7 @@ from tests.helpers import (
     BAD_IMAGES,
     ODD_IMAGES,
     PROJECT_ROOT,
+    SHORT_TRAINING,
     Project,
     class_image,
     image_file,
@@ -85,7 +86,13 @@ def test_reporting_rebuilds_from_an_older_checkpoint(demo):
     reporting = demo.root / "data/demo/08_reporting"
     first = only_version(reporting / "vit/metrics.json")
     first_checkpoint = only_version(demo.root / "data/demo/06_models/vit/checkpoint.pt")
-    retrain = demo.kedro("run", "--env=demo", "--pipelines=train_vit,evaluate_vit", "--params", "vit.training.seed=1")
+    retrain = demo.kedro(
+        "run",
+        "--env=demo",
+        "--pipelines=train_vit,evaluate_vit",
+        "--params",
+        "vit.training.seed=1,vit.training.epochs=1",
+    )
     assert retrain.returncode == 0, retrain.stderr[-3000:]
     pins = [
         f"vit.{name}:{first}" for name in ("metrics", "per_class_metrics", "confusion_matrix", "reliability", "errors")
@@ -166,7 +173,7 @@ def test_record_mode_trains_on_every_training_image_and_still_reports(tmp_path):
     (root / "conf" / "local").mkdir(exist_ok=True)
     (root / "src").mkdir()
     project = Project(root)
-    result = project.kedro("run", "--env=demo", "--params", "cifar10.validation_size=0")
+    result = project.kedro("run", "--env=demo", "--params", f"cifar10.validation_size=0,{SHORT_TRAINING}")
     assert result.returncode == 0, result.stderr[-4000:]
     reporting = root / "data/demo/08_reporting"
     data_report = json.loads(next((reporting / "data_report.json").glob("*/data_report.json")).read_text())

@@ -17,6 +17,7 @@ from tests.helpers import (
     S3_KEY,
     S3_REGION,
     SCRATCH_FILE,
+    SHORT_TRAINING,
     s3_environment,
     s3_filesystem,
     s3_server,
@@ -62,7 +63,7 @@ def test_demo_dag_with_data_root_on_s3_keeps_only_scratch_files_local(project, e
         f"    region_name: {S3_REGION}\n"
     )
     root = f"{BUCKET}/demo-run"
-    run = project.kedro("run", "--env=demo", "--params", f"data_root=s3://{root}")
+    run = project.kedro("run", "--env=demo", "--params", f"data_root=s3://{root},{SHORT_TRAINING}")
     assert run.returncode == 0, run.stderr[-4000:]
 
     store = s3_filesystem(endpoint)

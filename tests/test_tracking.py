@@ -24,7 +24,7 @@ import yaml
 
 from image_recognition import tracking
 from image_recognition.errors import ParameterError
-from tests.helpers import PROJECT_ROOT, Project
+from tests.helpers import PROJECT_ROOT, SHORT_TRAINING, Project
 
 mlflow = pytest.importorskip("mlflow", reason="needs the mlflow extra: pip install -e '.[test]'")
 
@@ -216,6 +216,8 @@ def test_the_mlflow_ui_lists_both_runs(tracked, tmp_path):
             "--workers",
             "1",
         ],
+        # The UI and its REST API only: no job runner and its eight consumer processes.
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -266,7 +268,14 @@ def test_the_mlflow_ui_lists_both_runs(tracked, tmp_path):
 def test_without_the_extra_the_demo_dag_runs_and_nothing_is_tracked(tmp_path):
     project = make_project(tmp_path / "project")
     result = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("without_mlflow.py")), "run", "--env=demo"],
+        [
+            sys.executable,
+            str(Path(__file__).with_name("without_mlflow.py")),
+            "run",
+            "--env=demo",
+            "--params",
+            SHORT_TRAINING,
+        ],
         cwd=project.root,
         env={**os.environ, **TRACKED, "NO_COLOR": "1", "PYTHONWARNINGS": "ignore"},
         capture_output=True,

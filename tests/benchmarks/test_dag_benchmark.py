@@ -7,7 +7,7 @@ import runpy
 
 import pytest
 
-from tests.helpers import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT, SHORT_TRAINING
 
 SCRIPT = PROJECT_ROOT / "benchmarks" / "dag_benchmark.py"
 
@@ -39,12 +39,25 @@ def test_an_archive_is_required_outside_the_demo(dag_benchmark, tmp_path, capsys
     assert "no such file" in capsys.readouterr().err
 
 
+def test_more_params_join_the_archives_in_one_params_option(dag_benchmark, tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"not checked here")
+    args = dag_benchmark["parse_args"](["--archive", str(archive), "--params", "cnn.training.epochs=2"])
+    command = dag_benchmark["kedro_command"](args)
+    assert command[3:5] == ["run", "--params"]
+    assert command[5] == (
+        f"cifar10.source.url={archive.as_uri()},cifar10.source.md5=2c15c45fc9f915a427352349fdc374c2,"
+        "cnn.training.epochs=2"
+    )
+
+
 @pytest.mark.slow
 def test_the_demo_dag_runs_from_a_fresh_clone(dag_benchmark, tmp_path):
     out = tmp_path / "dag.json"
-    dag_benchmark["main"](["--env", "demo", "--out", str(out), "--keep", str(tmp_path / "clone")])
+    args = ["--env", "demo", "--params", SHORT_TRAINING, "--out", str(out), "--keep", str(tmp_path / "clone")]
+    dag_benchmark["main"](args)
     report = json.loads(out.read_text())
-    assert report["command"] == "kedro run --env=demo"
+    assert report["command"] == f"kedro run --env=demo --params {SHORT_TRAINING}"
     assert report["wall_time_s"] > 0
     assert set(report["test_accuracy"]) == {"simple_cnn", "cnn", "vit"}
     assert min(report["test_accuracy"].values()) > 0.5  # learnable synthetic data; chance is 0.1
