@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import ast
-import os
 import shutil
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -133,37 +129,3 @@ def test_a_node_that_raises_fails_its_task_and_the_run_after_the_configured_retr
     assert "fetch_cifar10_node" in output
     assert str(missing) in output  # the node's own error message, in the task's log
     assert not (project / "data" / "demo" / "05_model_input").exists()
-
-
-def test_each_task_of_a_dag_run_is_an_mlflow_run_tagged_with_the_dag_run_id(airflow_db, tmp_path):
-    """With tracking on (a process of its own: settings are read once), dag.test() of train_vit."""
-    mlflow = pytest.importorskip("mlflow", reason="needs the mlflow extra: pip install -e '.[test]'")
-    project = worker_project(tmp_path / "project")
-    code = (
-        "from airflow.dag_processing.dagbag import DagBag\n"
-        f"bag = DagBag(dag_folder={str(DAGS_FOLDER / 'image_recognition_train_vit_dag.py')!r})\n"
-        "run = bag.get_dag('image_recognition.train_vit').test(\n"
-        f"    run_conf={{'kedro_env': 'demo', 'kedro_params': {ONE_EPOCH!r}}}\n"
-        ")\n"
-        "print('DAG RUN', run.run_id, run.state, sorted(ti.task_id for ti in run.get_task_instances()))\n"
-    )
-    env = {**os.environ, project_path_variable("image_recognition"): str(project)}
-    env.update({"IMAGE_RECOGNITION_TRACKING": "on", "MLFLOW_TRACKING_URI": ""})
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    (line,) = [line for line in result.stdout.splitlines() if line.startswith("DAG RUN ")]
-    _, _, run_id, state, tasks = line.split(" ", 4)
-    assert state == "success", result.stdout[-4000:]
-
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("image_recognition")
-    runs = client.search_runs([experiment.experiment_id])
-    assert {run.data.tags["airflow.dag_run_id"] for run in runs} == {run_id}
-    assert {run.data.tags["airflow.dag_id"] for run in runs} == {"image_recognition.train_vit"}
-    # One MLflow run per task, each closed: none leaked into the next task's Kedro session.
-    assert sorted(run.data.tags["airflow.task_id"] for run in runs) == sorted(ast.literal_eval(tasks))
-    assert {run.info.status for run in runs} == {"FINISHED"}
-    (trained,) = [run for run in runs if "version.vit.checkpoint" in run.data.tags]
-    assert len(client.get_metric_history(trained.info.run_id, "vit.train_loss")) == 1  # ONE_EPOCH

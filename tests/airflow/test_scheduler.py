@@ -6,6 +6,7 @@ through the Task SDK in a process of its own, reporting to the API server; the
 tasks hand data to each other only through the catalog, on a local S3 server
 (moto), and the dataset versions in their XComs. SQLite is the metadata
 database: Airflow 3.3 runs the LocalExecutor on it (``airflow standalone`` does).
+Experiment tracking is on, so each task process is also an MLflow run of its own.
 """
 
 from __future__ import annotations
@@ -151,6 +152,9 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             project_path_variable("image_recognition"): str(project),
+            # Each task tracked in the worker project's MLflow store (conf/base/mlflow.yml).
+            "IMAGE_RECOGNITION_TRACKING": "on",
+            "MLFLOW_TRACKING_URI": "",
         }
         deployment = Deployment(home, project, env, endpoint)
         deployment.airflow("db", "migrate")
@@ -301,3 +305,17 @@ def test_the_tasks_hand_over_data_through_the_bucket_at_the_versions_in_their_xc
     # Nothing but the training's scratch file was written to the worker's local data/.
     local = Project(deployment.project).data_files()
     assert local and all(SCRATCH_FILE.fullmatch(path) for path in local), local
+
+
+def test_each_task_is_an_mlflow_run_tagged_with_the_dag_run(deployment, dag_run):
+    mlflow = pytest.importorskip("mlflow", reason="needs the mlflow extra: pip install -e '.[test]'")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{deployment.project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("image_recognition").experiment_id])
+    assert {run.data.tags["airflow.dag_run_id"] for run in runs} == {RUN_ID}
+    assert {run.data.tags["airflow.dag_id"] for run in runs} == {DAG_ID}
+    # One MLflow run per task, each closed by its own process.
+    assert sorted(run.data.tags["airflow.task_id"] for run in runs) == sorted(dag_run)
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    (trained,) = [run for run in runs if "version.vit.checkpoint" in run.data.tags]
+    assert trained.data.tags["airflow.task_id"] == "vit-train-model-node"
+    assert len(client.get_metric_history(trained.info.run_id, "vit.train_loss")) == 1  # one epoch

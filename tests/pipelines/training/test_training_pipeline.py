@@ -47,7 +47,7 @@ def test_invalid_training_parameters(model, training, message):
 
 @pytest.mark.slow
 def test_demo_train_vit_end_to_end(project):
-    result = project.kedro("run", "--env=demo", "--pipeline=train_vit")
+    result = project.kedro("run", "--env=demo", "--pipeline=train_vit", "--params", "vit.training.epochs=1")
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     accuracy = re.search(r"Trained vit for \d+ epochs in [\d.]+ s: validation accuracy ([\d.]+)", log)
