@@ -219,10 +219,11 @@ def test_predict_pipeline_pins_a_model_and_refuses_bad_input(demo, tmp_path):
     write_files(bad, {"ok.png": ODD_IMAGES["one_pixel.png"], "truncated.jpg": BAD_IMAGES["truncated.jpg"][0]})
     outputs = demo.root / "data/demo/07_model_output/predictions.csv"
     before = sorted(outputs.iterdir()) if outputs.exists() else []
-    # A bad image and a version never saved, through the CLI; a bad model name and an empty
-    # folder fail the same way, before any work (tests/test_prediction.py, tests/datasets/test_images.py).
+    # An empty folder fails where the node loads its input, as a bad image does
+    # (tests/datasets/test_images.py checks that message through the dataset).
     cases = {
         "truncated.jpg: the image data is truncated": ["--params", f"predict.input_dir={bad}"],
+        "predict.model must be one of simple_cnn, cnn, vit, got 'resnet'": ["--params", "predict.model=resnet"],
         "--load-versions names cnn.checkpoint:2020-01-01T00.00.00.000Z, which was never saved": [
             "--load-versions=cnn.checkpoint:2020-01-01T00.00.00.000Z"
         ],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -143,3 +145,16 @@ def test_gallery_is_self_contained_sorted_and_escapes_file_names():
 def test_bad_parameters_are_refused(params, message):
     with pytest.raises(ParameterError, match=message):
         PredictConfig.from_dict(params)
+
+
+@pytest.mark.slow
+def test_kedro_commands_do_not_import_torchvision():
+    """Only resizing an image needs torchvision (and the torch._dynamo it imports): seconds per command."""
+    code = (
+        "import sys, image_recognition.settings, image_recognition.cli\n"
+        "from image_recognition.pipeline_registry import register_pipelines\n"
+        "register_pipelines()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"

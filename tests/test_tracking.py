@@ -24,11 +24,10 @@ import yaml
 
 from image_recognition import tracking
 from image_recognition.errors import ParameterError
-from tests.helpers import PROJECT_ROOT, SHORT_TRAINING, Project
+from tests.helpers import PROJECT_ROOT, SHORT_TRAINING, TRACKED, Project
 
 mlflow = pytest.importorskip("mlflow", reason="needs the mlflow extra: pip install -e '.[test]'")
 
-TRACKED = {"IMAGE_RECOGNITION_TRACKING": "on", "MLFLOW_TRACKING_URI": ""}
 PIPELINES = "data_processing,train_vit,evaluate_vit,reporting"
 DEMO_VIT = yaml.safe_load((PROJECT_ROOT / "conf" / "demo" / "parameters_train.yml").read_text())["vit"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -188,6 +187,36 @@ def test_evaluate_alone_logs_against_the_checkpoint_version_it_evaluated(tracked
     assert "vit.test.accuracy" in newest.data.metrics
     assert "vit.train_loss" not in newest.data.metrics  # no training in this run
     assert "version.vit.checkpoint" not in newest.data.tags
+
+
+@pytest.mark.slow
+def test_sessions_one_after_another_in_one_process_close_their_runs(tmp_path):
+    """As Airflow's ``dag.test()`` runs every task in one process: no run leaks into the next session."""
+    project = make_project(tmp_path / "project")
+    code = (
+        "import mlflow\n"
+        "from kedro.framework.session import KedroSession\n"
+        "from kedro.framework.startup import bootstrap_project\n"
+        f"bootstrap_project({str(project.root)!r})\n"
+        "for _ in range(2):\n"
+        f"    with KedroSession.create(project_path={str(project.root)!r}, env='demo') as session:\n"
+        "        session.run(pipeline_names=['data_processing'])\n"
+        "print('ACTIVE RUN', mlflow.active_run())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=project.root,
+        env={**os.environ, **TRACKED, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "ACTIVE RUN None" in result.stdout
+    runs = runs_of(project)
+    assert len(runs) == 2 and {run.info.status for run in runs} == {"FINISHED"}
+    assert runs[0].data.tags["version.data_report"] != runs[1].data.tags["version.data_report"]
 
 
 def free_port() -> int:

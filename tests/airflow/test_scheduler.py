@@ -34,6 +34,7 @@ from kedro.io import Version
 from tests.helpers import (
     DAGS_FOLDER,
     SCRATCH_FILE,
+    TRACKED,
     Project,
     no_aws_files,
     s3_environment,
@@ -152,9 +153,7 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             project_path_variable("image_recognition"): str(project),
-            # Each task tracked in the worker project's MLflow store (conf/base/mlflow.yml).
-            "IMAGE_RECOGNITION_TRACKING": "on",
-            "MLFLOW_TRACKING_URI": "",
+            **TRACKED,  # each task an MLflow run, in the worker project's store
         }
         deployment = Deployment(home, project, env, endpoint)
         deployment.airflow("db", "migrate")

@@ -39,7 +39,7 @@ def test_an_archive_is_required_outside_the_demo(dag_benchmark, tmp_path, capsys
     assert "no such file" in capsys.readouterr().err
 
 
-def test_more_params_join_the_archives_in_one_params_option(dag_benchmark, tmp_path):
+def test_extra_params_join_the_archive_source_in_one_params_option(dag_benchmark, tmp_path):
     archive = tmp_path / "cifar-10-python.tar.gz"
     archive.write_bytes(b"not checked here")
     args = dag_benchmark["parse_args"](["--archive", str(archive), "--params", "cnn.training.epochs=2"])
