@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -271,6 +272,13 @@ def s3_environment(endpoint: str) -> dict[str, str]:
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_DEFAULT_REGION": S3_REGION,
     }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def no_aws_files(folder: Path) -> dict[str, str]:

@@ -11,7 +11,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import yaml
 
 from image_recognition import tracking
 from image_recognition.errors import ParameterError
-from tests.helpers import PROJECT_ROOT, SHORT_TRAINING, TRACKED, Project
+from tests.helpers import PROJECT_ROOT, SHORT_TRAINING, TRACKED, Project, free_port
 
 mlflow = pytest.importorskip("mlflow", reason="needs the mlflow extra: pip install -e '.[test]'")
 
@@ -217,12 +216,6 @@ def test_sessions_one_after_another_in_one_process_close_their_runs(tmp_path):
     runs = runs_of(project)
     assert len(runs) == 2 and {run.info.status for run in runs} == {"FINISHED"}
     assert runs[0].data.tags["version.data_report"] != runs[1].data.tags["version.data_report"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow

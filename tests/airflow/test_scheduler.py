@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from tests.helpers import (
     SCRATCH_FILE,
     TRACKED,
     Project,
+    free_port,
     no_aws_files,
     s3_environment,
     s3_filesystem,
@@ -95,12 +95,6 @@ class Deployment:
         for path in sorted(self.home.rglob("*.log")):
             tails.append(f"--- {path.relative_to(self.home)}\n{path.read_text(errors='replace')[-2500:]}")
         return "\n".join(tails)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(condition, timeout: float, what: str, deployment: Deployment) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import socket
 import sys
 
 import pytest
@@ -15,6 +14,7 @@ from image_recognition.errors import ParameterError
 from image_recognition.models.tiny import TINY_MODELS
 from image_recognition.training import NonFiniteLossError, TrainingConfig, train
 from image_recognition.training.ddp import SyncBatchNorm2d
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow  # each run starts worker processes
 
@@ -90,12 +90,6 @@ def test_a_diverging_run_stops_every_process_with_the_usual_error(small: dict) -
         train("simple_cnn", {}, {**EXACT, "lr": 1e30, "distributed": TWO}, **small)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _train_as_node(node_rank: int, port: int, small: dict, queue: multiprocessing.Queue) -> None:
     distributed = {"nnodes": 2, "node_rank": node_rank, "rdzv_endpoint": f"127.0.0.1:{port}"}
     result = train("vit", VIT, {**VIT_TRAINING, "distributed": distributed}, **small)
@@ -108,7 +102,7 @@ def _in_two_processes(target, *args) -> dict[int, tuple]:
     """Run ``target(rank, port, *args, queue)`` for ranks 0 and 1 in spawned processes; {rank: what it put}."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    port = _free_port()
+    port = free_port()
     processes = [context.Process(target=target, args=(rank, port, *args, queue)) for rank in (0, 1)]
     for process in processes:
         process.start()
