@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
 
 from image_recognition.errors import ParameterError
+from image_recognition.evaluation.config import EvaluationConfig
+from image_recognition.models import model_config
 from image_recognition.params import (
+    boolean,
     config_from_dict,
     config_to_dict,
+    finite_number,
     non_negative_int,
+    non_negative_number,
+    one_of,
     parameters_file,
     positive_int,
+    positive_number,
     reject_unknown_keys,
     require_positive,
 )
+from image_recognition.prediction import PredictConfig
+from image_recognition.training.config import TrainingConfig
 
 
 @pytest.mark.parametrize(
@@ -64,6 +74,69 @@ def test_require_positive_names_the_first_bad_value():
     require_positive("vit", depth=1, rate=0.5)
     with pytest.raises(ValueError, match="vit: rate must be > 0, got 0.0"):
         require_positive("vit", depth=1, rate=0.0, width=-1)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "0.1", True, None])
+@pytest.mark.parametrize("check", [finite_number, positive_number, non_negative_number])
+def test_number_checks_refuse_nan_inf_and_what_is_not_a_number(check, value):
+    with pytest.raises(ParameterError, match=r"parameter a\.b must be a finite number, got "):
+        check("a.b", value)
+
+
+def test_number_checks_return_finite_numbers_in_range_and_name_the_bound():
+    assert finite_number("a", -1.5) == -1.5 and positive_number("a", 2) == 2 and non_negative_number("a", 0.0) == 0.0
+    with pytest.raises(ParameterError, match="parameter a must be a finite number > 0, got 0"):
+        positive_number("a", 0)
+    with pytest.raises(ParameterError, match=r"parameter a must be a finite number >= 0, got -0\.1"):
+        non_negative_number("a", -0.1)
+
+
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, None])
+def test_boolean_refuses_anything_but_true_and_false(value):
+    with pytest.raises(ParameterError, match=f"parameter a.b must be true or false, got {value!r}"):
+        boolean("a.b", value)
+    assert boolean("a.b", False) is False
+
+
+def test_one_of_compares_type_and_value():
+    assert one_of("a", "cpu", ("auto", "cpu")) == "cpu"
+    with pytest.raises(ParameterError, match="parameter a must be one of auto, True, got 1"):
+        one_of("a", 1, ("auto", True))
+
+
+def test_require_positive_refuses_infinity():
+    with pytest.raises(ValueError, match="vit: mlp_ratio must be finite, got inf"):
+        require_positive("vit", depth=1, mlp_ratio=math.inf)
+
+
+# Every true/false parameter of every config, each built from a quoted "false" (which Python counts as true).
+BOOLEAN_PARAMETERS = {
+    **{
+        f"training.{name}": (TrainingConfig.from_dict, name)
+        for name in ("nesterov", "decay_biases", "ema_ramp", "lookahead", "compile", "tf32")
+    },
+    "vit.model.qkv_bias": (lambda values: model_config("vit", values), "qkv_bias"),
+    "cnn.model.train_bn_weight": (lambda values: model_config("cnn", values), "train_bn_weight"),
+    "predict.keep_going": (PredictConfig.from_dict, "keep_going"),
+}
+
+
+@pytest.mark.parametrize("parameter", sorted(BOOLEAN_PARAMETERS))
+def test_every_boolean_parameter_refuses_a_quoted_false(parameter):
+    build, key = BOOLEAN_PARAMETERS[parameter]
+    with pytest.raises(ParameterError, match=f"{parameter} must be true or false, got 'false'"):
+        build({key: "false"})
+    build({key: False})
+
+
+@pytest.mark.parametrize(
+    ("build", "parameter"),
+    [(PredictConfig.from_dict, "predict.device"), (EvaluationConfig.from_dict, "evaluation.device")],
+)
+def test_a_device_that_does_not_exist_is_refused_before_the_run(build, parameter):
+    with pytest.raises(ParameterError, match=f"{parameter} must be one of auto, cpu, cuda, mps, got 'gpu'"):
+        build({"device": "gpu"})
+    assert build({"device": "cpu"}).device == "cpu"
 
 
 @dataclass

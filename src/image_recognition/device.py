@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 # channels_last, fused optimizer): the fast choice for the device found. A
 # checkpoint without one of these settings was trained with this default.
 AUTO = "auto"
+# The device settings a parameter may name: "auto" picks cuda, then mps, then cpu.
+DEVICES = (AUTO, "cpu", "cuda", "mps")
 
 
 def resolve_device(name: str | torch.device | None = AUTO) -> torch.device:

@@ -1,4 +1,4 @@
-"""Parameter checking, in one place: unknown keys, integer ranges and config dataclasses.
+"""Parameter checking, in one place: unknown keys, numbers, booleans, choices and config dataclasses.
 
 Parameters arrive from YAML; a misspelt key silently falling back to a default
 would train or evaluate the wrong thing, so unknown keys are an error that
@@ -8,6 +8,8 @@ names them and the file to fix. Plain Python: models import it without Kedro.
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 from image_recognition.errors import ParameterError
@@ -63,11 +65,58 @@ def _integer_at_least(minimum: int, kind: str, name: str, value: Any) -> int:
     return value
 
 
+def finite_number(name: str, value: Any) -> float:
+    """``value`` if it is a finite int or float (a bool is not); else a ParameterError naming parameter ``name``.
+
+    NaN and inf are refused: a NaN compares false with every bound, so it would
+    slip through range checks and silently turn a feature off (``grad_clip > 0``).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ParameterError(f"parameter {name} must be a finite number, got {value!r}")
+    return value
+
+
+def positive_number(name: str, value: Any) -> float:
+    """``value`` if it is a finite number > 0; else a ParameterError naming parameter ``name``."""
+    if finite_number(name, value) <= 0:
+        raise ParameterError(f"parameter {name} must be a finite number > 0, got {value!r}")
+    return value
+
+
+def non_negative_number(name: str, value: Any) -> float:
+    """``value`` if it is a finite number >= 0; else a ParameterError naming parameter ``name``."""
+    if finite_number(name, value) < 0:
+        raise ParameterError(f"parameter {name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def boolean(name: str, value: Any) -> bool:
+    """``value`` if it is true or false; else a ParameterError naming parameter ``name``.
+
+    A quoted ``"false"`` is a non-empty string, which Python counts as true.
+    """
+    if not isinstance(value, bool):
+        hint = " (unquote it: a quoted string is not a boolean)" if isinstance(value, str) else ""
+        raise ParameterError(f"parameter {name} must be true or false, got {value!r}{hint}")
+    return value
+
+
+def one_of(name: str, value: Any, allowed: Collection[Any]) -> Any:
+    """``value`` if it is one of ``allowed``, of the same type (``1`` is not ``True``); else a ParameterError."""
+    if not any(value == option and type(value) is type(option) for option in allowed):
+        raise ParameterError(f"parameter {name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    return value
+
+
 def require_positive(what: str, **values: float) -> None:
-    """Raise a ValueError for the first value that is not > 0 (any number: sizes, rates)."""
+    """Raise a ValueError for the first value that is not a finite number > 0 (sizes, rates)."""
     for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{what}: {name} must be a number > 0, got {value!r}")
         if not value > 0:
             raise ValueError(f"{what}: {name} must be > 0, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{what}: {name} must be finite, got {value!r}")
 
 
 def config_from_dict(cls: type[ConfigT], values: dict[str, Any] | None, what: str) -> ConfigT:

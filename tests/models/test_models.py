@@ -8,9 +8,12 @@ import pytest
 import torch
 
 from image_recognition.models import (
+    MAX_MODEL_PARAMETERS,
     MODEL_NAMES,
+    ModelTooLargeError,
     build_model,
     count_parameters,
+    meta_model,
     validate_model_config,
     whitening_filters,
 )
@@ -175,3 +178,43 @@ def test_attention_pooling_is_a_softmax_weighted_mean_of_the_tokens() -> None:
     torch.testing.assert_close(model.forward_head(tokens), model.head(pooled))
     # Equal scores would give the plain mean: pooling really weights the tokens.
     assert not torch.allclose(pooled, tokens.mean(dim=1))
+
+
+@pytest.mark.parametrize("name", ["simple_cnn", "cnn", "vit", "vit_conv_stem"])
+def test_parameters_are_counted_on_the_meta_device_without_allocating(name: str) -> None:
+    model_name, config = ("vit", {"stem": "conv", "global_pool": "attn"}) if name == "vit_conv_stem" else (name, {})
+    meta = meta_model(model_name, config)
+    assert all(p.is_meta for p in meta.parameters())
+    assert count_parameters(meta) == count_parameters(build_model(model_name, config))
+
+
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [("vit", {"embed_dim": 1_000_000}), ("cnn", {"widths": [4096, 8192, 65536]})],
+)
+def test_a_model_over_the_parameter_limit_is_refused_before_it_is_built(name: str, config: dict) -> None:
+    # Tens of billions of parameters: built for real, this would try to allocate hundreds of GB.
+    with pytest.raises(ModelTooLargeError, match=rf"{name} model has [\d,]+ parameters, more than max_parameters"):
+        validate_model_config(name, config)
+    assert MAX_MODEL_PARAMETERS >= 100_000_000  # larger real models still pass by default
+
+
+def test_the_parameter_limit_is_configurable() -> None:
+    small = {"widths": [8, 8, 8]}
+    count = count_parameters(build_model("cnn", small))
+    assert validate_model_config("cnn", small, max_parameters=count)["widths"] == [8, 8, 8]
+    with pytest.raises(ModelTooLargeError, match=rf"more than training.max_model_parameters \({count - 1:,}\)"):
+        validate_model_config("cnn", small, count - 1, "training.max_model_parameters")
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "message"),
+    [
+        ("vit", {"mlp_ratio": float("inf")}, "vit: mlp_ratio must be finite, got inf"),
+        ("cnn", {"widths": [8, float("inf"), 8]}, "cnn.model.widths must be a finite number, got inf"),
+        ("cnn", {"train_bn_weight": "false"}, "cnn.model.train_bn_weight must be true or false, got 'false'"),
+    ],
+)
+def test_infinite_sizes_and_quoted_booleans_are_refused(name: str, config: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_model_config(name, config)

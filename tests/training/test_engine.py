@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from image_recognition.device import configure_backends
+from image_recognition.errors import ParameterError
 from image_recognition.models import build_model
 from image_recognition.models.tiny import TINY_MODELS
 from image_recognition.training import (
@@ -193,6 +194,21 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path, data_args:
         train("cnn", TINY_MODELS["cnn"], {"epochs": 1, "resume": True}, checkpoint_path=path, **data_args)
 
 
+def test_resume_with_fewer_epochs_than_the_checkpoint_has_is_refused(tmp_path: Path, data_args: dict) -> None:
+    path = tmp_path / "run.pt"
+    training = {"epochs": 2, "batch_size": 250, "translate": 0}
+    train("simple_cnn", {}, training, checkpoint_path=path, **data_args)
+    saved = path.read_bytes()
+    # It used to write a checkpoint claiming 1 epoch with 2 history rows.
+    with pytest.raises(
+        ParameterError, match=r"cannot resume from .*run\.pt: it has trained 2 epochs already, more than"
+    ):
+        train("simple_cnn", {}, {**training, "epochs": 1, "resume": True}, checkpoint_path=path, **data_args)
+    assert path.read_bytes() == saved
+    same = train("simple_cnn", {}, {**training, "resume": True}, checkpoint_path=path, **data_args)
+    assert same.checkpoint["epoch"] == len(same.checkpoint["history"]) == 2
+
+
 def test_resume_without_a_checkpoint_starts_afresh(tmp_path: Path, data_args: dict) -> None:
     path = tmp_path / "missing.pt"
     result = train(
@@ -229,6 +245,8 @@ def test_non_finite_normalisation_statistics_are_refused(data_args: dict) -> Non
         ("cnn", {"batch_size": -8}, "batch_size must be a positive integer"),
         ("resnet", {"epochs": 1}, "unknown model 'resnet'"),
         ("vit", {"epochs": 1}, "patch_size 3 does not divide image_size 32"),
+        ("cnn", {"translate": 32}, r"training.translate must be below the images' side \(32 pixels\)"),
+        ("cnn", {"max_model_parameters": 1000}, r"more than training.max_model_parameters \(1,000\)"),
     ],
 )
 def test_invalid_configuration_is_refused_before_training(

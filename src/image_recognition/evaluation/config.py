@@ -6,10 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from image_recognition.device import AUTO
+from image_recognition.device import AUTO, DEVICES
 from image_recognition.errors import ParameterError
 from image_recognition.inference import TTA_MODES, tta_mode
-from image_recognition.params import positive_int, reject_unknown_keys
+from image_recognition.params import one_of, positive_int, reject_unknown_keys
 
 # The settings that count something: each must be a positive integer.
 _COUNTS = (
@@ -52,6 +52,7 @@ class EvaluationConfig:
             )
         for name in _COUNTS:
             positive_int(f"evaluation.{name}", getattr(self, name))
+        one_of("evaluation.device", self.device, DEVICES)
 
     def tta_for(self, checkpoint: dict[str, Any]) -> str:
         """The TTA mode to score ``checkpoint`` with: this config's, else the one it was validated with in training."""

@@ -8,12 +8,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from image_recognition.models.cnn import CNNConfig, FastCNN, whitening_filters
 from image_recognition.models.simple_cnn import SimpleCNN, SimpleCNNConfig
 from image_recognition.models.vit import VisionTransformer, ViTConfig
 from image_recognition.params import config_from_dict, config_to_dict
+
+# The most parameters a model may have, unless a caller sets another limit.
+# They are counted on the meta device, before any memory is allocated, so a
+# mistyped width or a crafted checkpoint's config (widths: [4096, 8192, 65536])
+# is refused instead of allocating tens of gigabytes. The project's models have
+# 0.06 to 4 million; 300 million (1.2 GB of float32 weights) leaves room for far
+# larger ones without refusing them.
+MAX_MODEL_PARAMETERS = 300_000_000
 
 # name -> (config dataclass, model class)
 _REGISTRY: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
@@ -24,6 +33,10 @@ _REGISTRY: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 # Convnets benefit from channels_last memory layout on GPU; transformers do not.
 CONVNET_NAMES: frozenset[str] = frozenset({"simple_cnn", "cnn"})
+
+
+class ModelTooLargeError(ValueError):
+    """A model config builds more parameters than the limit allows."""
 
 
 def _entry(name: str) -> tuple[type, Callable[[Any], nn.Module]]:
@@ -38,15 +51,35 @@ def model_config(name: str, config: dict[str, Any] | None = None) -> Any:
     return config_from_dict(config_cls, config, f"{name} model config")
 
 
-def validate_model_config(name: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Check ``config`` for model ``name`` (ValueError if invalid); return it in full."""
-    return config_to_dict(model_config(name, config))
+def validate_model_config(
+    name: str,
+    config: dict[str, Any] | None = None,
+    max_parameters: int = MAX_MODEL_PARAMETERS,
+    limit_name: str = "max_parameters",
+) -> dict[str, Any]:
+    """Check ``config`` for model ``name`` (ValueError if invalid); return it in full.
+
+    A model of more than ``max_parameters`` parameters is invalid too (see
+    :data:`MAX_MODEL_PARAMETERS`); the error names ``limit_name``, the setting
+    that raises the limit. Nothing is allocated to count them.
+    """
+    full = config_to_dict(model_config(name, config))
+    count = count_parameters(meta_model(name, full))
+    if count > max_parameters:
+        raise ModelTooLargeError(f"{name} model has {count:,} parameters, more than {limit_name} ({max_parameters:,})")
+    return full
 
 
 def build_model(name: str, config: dict[str, Any] | None = None) -> nn.Module:
     """Build model ``name`` (one of :data:`MODEL_NAMES`) from a dict of config overrides."""
     _, model_cls = _entry(name)
     return model_cls(model_config(name, config))
+
+
+def meta_model(name: str, config: dict[str, Any] | None = None) -> nn.Module:
+    """Model ``name`` built on the meta device: its parameters' shapes without their memory."""
+    with torch.device("meta"):
+        return build_model(name, config)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -58,13 +91,16 @@ __all__ = [
     "CNNConfig",
     "CONVNET_NAMES",
     "FastCNN",
+    "MAX_MODEL_PARAMETERS",
     "MODEL_NAMES",
+    "ModelTooLargeError",
     "SimpleCNN",
     "SimpleCNNConfig",
     "ViTConfig",
     "VisionTransformer",
     "build_model",
     "count_parameters",
+    "meta_model",
     "model_config",
     "validate_model_config",
     "whitening_filters",

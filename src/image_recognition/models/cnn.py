@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from image_recognition.params import require_positive
+from image_recognition.params import boolean, finite_number, require_positive
 
 
 @dataclass
@@ -43,7 +43,10 @@ class CNNConfig:
     num_classes: int = 10
 
     def __post_init__(self) -> None:
+        for width in self.widths:
+            finite_number("cnn.model.widths", width)  # before int(): int(inf) raises OverflowError
         self.widths = tuple(int(w) for w in self.widths)
+        boolean("cnn.model.train_bn_weight", self.train_bn_weight)
         if len(self.widths) != 3:  # noqa: PLR2004 (three conv groups)
             raise ValueError(f"cnn: widths must list 3 channel counts, got {list(self.widths)}")
         require_positive(

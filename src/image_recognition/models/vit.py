@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from image_recognition.params import require_positive
+from image_recognition.params import boolean, finite_number, require_positive
 
 GLOBAL_POOLS = ("token", "avg", "attn")
 STEMS = ("patch", "conv")
@@ -59,7 +59,10 @@ class ViTConfig:
     global_pool: str = "avg"
 
     def __post_init__(self) -> None:
+        for channels in self.stem_channels:
+            finite_number("vit.model.stem_channels", channels)  # before int(): int(inf) raises OverflowError
         self.stem_channels = tuple(int(c) for c in self.stem_channels)
+        boolean("vit.model.qkv_bias", self.qkv_bias)
         require_positive(
             "vit",
             image_size=self.image_size,
@@ -238,7 +241,8 @@ class VisionTransformer(nn.Module):
         num_tokens = (config.image_size // config.patch_size) ** 2 + self.num_prefix_tokens
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
         self.pos_drop = nn.Dropout(config.drop_rate)
-        rates = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        # On the CPU even while a model is built on the meta device (to count its parameters).
+        rates = torch.linspace(0, config.drop_path_rate, config.depth, device="cpu").tolist()
         self.blocks = nn.Sequential(*(Block(config, rate) for rate in rates))
         self.norm = nn.LayerNorm(dim)
         self.attn_pool = AttentionPool(dim) if config.global_pool == "attn" else None

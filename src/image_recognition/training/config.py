@@ -6,14 +6,24 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from image_recognition.device import AUTO
+from image_recognition.device import AUTO, DEVICES
+from image_recognition.errors import ParameterError
 from image_recognition.inference import TTA_MODES, tta_mode
-from image_recognition.params import config_from_dict, non_negative_int, positive_int, require_positive
+from image_recognition.models import MAX_MODEL_PARAMETERS
+from image_recognition.params import (
+    boolean,
+    config_from_dict,
+    finite_number,
+    non_negative_int,
+    non_negative_number,
+    one_of,
+    positive_int,
+    positive_number,
+)
 from image_recognition.training.scratch import RUN_NAME
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "linear", "cosine")
-DEVICES = (AUTO, "cpu", "cuda", "mps")
 AUTOCAST_MODES = (AUTO, "bf16", "off")
 AUTO_FLAGS = (AUTO, True, False)
 # "random": a fresh coin per image and epoch. "alternating" (airbench): one
@@ -23,6 +33,28 @@ FLIP_MODES = ("none", "random", "alternating")
 BACKENDS = (AUTO, "nccl", "gloo")
 # host:port, the host a name, an IPv4 address or a bracketed IPv6 address.
 ENDPOINT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
+# The settings that are true or false, and nothing else: a quoted "false" would count as true.
+_BOOLEANS = ("nesterov", "decay_biases", "ema_ramp", "lookahead", "compile", "tf32")
+# The settings that name one of a list, and the list.
+_CHOICES = {
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
+    "device": DEVICES,
+    "autocast": AUTOCAST_MODES,
+    "channels_last": AUTO_FLAGS,
+    "fused_optimizer": AUTO_FLAGS,
+    "tta": TTA_MODES,
+    "flip": FLIP_MODES,
+}
+# The settings that are shares, and whether 1 itself is allowed.
+_FRACTIONS = {
+    "trivial_augment": True,
+    "mix_switch_prob": True,
+    "momentum": False,
+    "warmup_fraction": False,
+    "label_smoothing": False,
+    "ema_decay": False,
+}
 
 
 @dataclass
@@ -155,6 +187,12 @@ class TrainingConfig:
     compile: bool = False  # torch.compile the model (needs a C compiler on CPU)
     tf32: bool = True  # allow TF32 matmuls/convs on CUDA
 
+    # --- model size ---
+    # The most parameters the model may have, counted before it is built: a
+    # mistyped width (embed_dim: 1000000) is refused instead of allocating
+    # tens of gigabytes. Raise it for a larger model.
+    max_model_parameters: int = MAX_MODEL_PARAMETERS
+
     # --- checkpoints and logging ---
     checkpoint_every: int = 1  # epochs between checkpoints (if a path is given); 0 = final only
     resume: bool | str = False  # true: the latest interrupted run; a run name: that run (training/scratch.py)
@@ -180,7 +218,9 @@ class TrainingConfig:
             self.flip = "random"
         elif self.flip is False:
             self.flip = "none"
-        self.betas = tuple(float(b) for b in self.betas)
+        if not isinstance(self.betas, tuple | list):
+            raise ParameterError(f"parameter training.betas must be a list of two numbers, got {self.betas!r}")
+        self.betas = tuple(float(finite_number("training.betas", b)) for b in self.betas)
         if not isinstance(self.distributed, DistributedConfig):
             if not isinstance(self.distributed, dict):
                 raise ValueError(f"training: distributed must be a mapping, got {self.distributed!r}")
@@ -192,31 +232,29 @@ class TrainingConfig:
                 f"{self.distributed.world_size} processes of training.distributed: each takes an equal share"
             )
 
+    def check_image_size(self, height: int, width: int) -> None:
+        """Refuse augmentation that does not fit images of ``height`` x ``width`` pixels.
+
+        A shift pads each side with its reflection, which needs ``translate``
+        below the image's side; the model would otherwise fail at the first batch.
+        """
+        side = min(height, width)
+        if self.translate >= side:
+            raise ParameterError(
+                f"parameter training.translate must be below the images' side ({side} pixels), "
+                f"got {self.translate}; set a shift of a few pixels (2 for 32x32 images) or 0 for none"
+            )
+
     def _validate(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size", "ema_every"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "ema_every", "max_model_parameters"):
             positive_int(f"training.{name}", getattr(self, name))
         for name in ("translate", "cutout", "checkpoint_every", "log_every", "whiten_bias_epochs"):
             non_negative_int(f"training.{name}", getattr(self, name))
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _choice("device", self.device, DEVICES)
-        _choice("autocast", self.autocast, AUTOCAST_MODES)
-        _choice("channels_last", self.channels_last, AUTO_FLAGS)
-        _choice("fused_optimizer", self.fused_optimizer, AUTO_FLAGS)
-        _choice("tta", self.tta, TTA_MODES)
-        _choice("flip", self.flip, FLIP_MODES)
-        require_positive("training", lr=self.lr, bias_lr_scale=self.bias_lr_scale)
-        for name in ("weight_decay", "grad_clip", "lr_start_factor", "lr_end_factor", "mixup_alpha", "cutmix_alpha"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"training: {name} must be >= 0, got {getattr(self, name)}")
-        for name in ("trivial_augment", "mix_switch_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"training: {name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("momentum", "warmup_fraction", "label_smoothing", "ema_decay"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"training: {name} must be in [0, 1), got {getattr(self, name)}")
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):  # noqa: PLR2004
-            raise ValueError(f"training: betas must be two values in [0, 1), got {self.betas}")
+        for name, allowed in _CHOICES.items():
+            _choice(name, getattr(self, name), allowed)
+        for name in _BOOLEANS:
+            boolean(f"training.{name}", getattr(self, name))
+        self._validate_real_numbers()
         if self.lookahead and self.ema_decay == 0:
             raise ValueError("training: lookahead needs ema_decay > 0 (it copies the EMA back)")
         if not (isinstance(self.resume, bool) or (isinstance(self.resume, str) and RUN_NAME.fullmatch(self.resume))):
@@ -227,8 +265,19 @@ class TrainingConfig:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"training: seed must be an integer, got {self.seed!r}")
 
+    def _validate_real_numbers(self) -> None:
+        """Every float setting finite and in its range: NaN fails no ``<`` test, so each is checked first."""
+        for name in ("lr", "bias_lr_scale"):
+            positive_number(f"training.{name}", getattr(self, name))
+        for name in ("weight_decay", "grad_clip", "lr_start_factor", "lr_end_factor", "mixup_alpha", "cutmix_alpha"):
+            non_negative_number(f"training.{name}", getattr(self, name))
+        for name, one_included in _FRACTIONS.items():
+            value = finite_number(f"training.{name}", getattr(self, name))
+            if not (0.0 <= value <= 1.0 if one_included else 0.0 <= value < 1.0):
+                raise ValueError(f"training: {name} must be in [0, {'1]' if one_included else '1)'}, got {value}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):  # noqa: PLR2004
+            raise ValueError(f"training: betas must be two values in [0, 1), got {self.betas}")
+
 
 def _choice(name: str, value: object, allowed: tuple) -> None:
-    # `True in ("auto", True, False)` is fine, but 1 == True must not pass as a flag.
-    if not any(value == option and type(value) is type(option) for option in allowed):
-        raise ValueError(f"training: {name} must be one of {list(allowed)}, got {value!r}")
+    one_of(f"training.{name}", value, allowed)

@@ -70,7 +70,7 @@ WHITENING_SAMPLES = 5000
 # Training-config keys that may change on resume without changing the result.
 # A checkpoint written by any number of processes resumes in any other, with a
 # warning: dropout masks and unsynchronised BatchNorm statistics depend on them.
-_OPERATIONAL_KEYS = {"resume", "device", "log_every", "checkpoint_every", "eval_batch_size"}
+_OPERATIONAL_KEYS = {"resume", "device", "log_every", "checkpoint_every", "eval_batch_size", "max_model_parameters"}
 # A run projected past this many seconds after its first epoch gets a warning naming a faster choice.
 ETA_WARNING_S = 3600.0
 
@@ -134,7 +134,9 @@ def train(
     every global batch in ``DistributedDataParallel``.
     """
     config = training if isinstance(training, TrainingConfig) else TrainingConfig.from_dict(training)
-    full_model_config = validate_model_config(model_name, model_config)
+    full_model_config = validate_model_config(
+        model_name, model_config, config.max_model_parameters, "training.max_model_parameters"
+    )
     group = current_group()
     if config.distributed.world_size > 1 and group is None:
         from image_recognition.training.launch import launch  # noqa: PLC0415 (it imports this module)
@@ -244,6 +246,7 @@ class _Trainer:
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         # The uint8 splits, moved to the device once: batches are sliced from there.
         self.train_x, self.train_y, self.val_x, self.val_y = device_splits(train_split, validation_split, device)
+        config.check_image_size(*self.train_x.shape[-2:])
         self.flip_base = _flip_coins(len(self.train_x), config.seed, device)
         self.batch_size = min(config.batch_size, len(self.train_x))
         # Data-parallel: each of the group's processes trains an equal share of every global batch.
@@ -372,7 +375,12 @@ class _Trainer:
             logger.info("resume requested but no checkpoint at %s; starting afresh", path)
             return None
         # On the CPU in a group: rank 0 sends it to the others as a pickle.
-        checkpoint = load_checkpoint(path, map_location=self.device if self.group is None else "cpu")
+        checkpoint = load_checkpoint(
+            path,
+            map_location=self.device if self.group is None else "cpu",
+            max_model_parameters=self.config.max_model_parameters,
+            limit_name="training.max_model_parameters",
+        )
         self._check_resumable(checkpoint, path)
         return checkpoint
 
@@ -383,6 +391,12 @@ class _Trainer:
         re-split or another archive changes them, and resuming would then train
         on images that are now in the validation split.
         """
+        if checkpoint["epoch"] > self.config.epochs:
+            raise ParameterError(
+                f"cannot resume from {path}: it has trained {checkpoint['epoch']} epochs already, more than "
+                f"training.epochs ({self.config.epochs}); set epochs to at least {checkpoint['epoch']} to "
+                "continue it, or resume: false to start afresh"
+            )
         if (checkpoint["model_name"], checkpoint["model_config"]) != (self.model_name, self.model_config):
             raise ParameterError(
                 f"cannot resume from {path}: it holds {checkpoint['model_name']} with "

@@ -89,6 +89,9 @@ def test_synthetic_source_is_generated_once(tmp_path):
         ({"source": {"url": "synthetic://cifar10?colour=1"}}, "colour"),
         ({"download": {"retries": 2, "timeout": 1}}, "cifar10.download.timeout"),
         ({"download": {"retries": 0}}, r"cifar10.download.retries must be a positive integer, got 0"),
+        ({"download": {"timeout_s": float("nan")}}, "cifar10.download.timeout_s must be a finite number, got nan"),
+        ({"download": {"timeout_s": float("inf")}}, "cifar10.download.timeout_s must be a finite number, got inf"),
+        ({"download": {"timeout_s": 0}}, "cifar10.download.timeout_s must be a finite number > 0, got 0"),
     ],
 )
 def test_invalid_parameters(tmp_path, override, message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -38,6 +39,18 @@ def test_registry_has_a_training_pipeline_per_model():
         ({"name": "cnn"}, {"epoch": 3}, r"unknown training key\(s\) \['epoch'\]"),
         ({"name": "vit", "dept": 3}, {}, "dept"),
         ({}, {}, "model.name is required"),
+        # The audit's cases: each used to pass this check and fail (or mislead) later.
+        ({"name": "cnn"}, {"grad_clip": math.nan}, "training.grad_clip must be a finite number, got nan"),
+        ({"name": "cnn"}, {"lr": math.inf}, "training.lr must be a finite number, got inf"),
+        ({"name": "cnn"}, {"nesterov": "false"}, "training.nesterov must be true or false, got 'false'"),
+        ({"name": "cnn"}, {"translate": 32}, r"training.translate must be below the images' side \(32 pixels\)"),
+        (
+            {"name": "vit", "embed_dim": 1_000_000},
+            {},
+            r"vit model has [\d,]+ parameters, more than vit.training.max_model_parameters \(300,000,000\)",
+        ),
+        ({"name": "vit", "qkv_bias": "false"}, {}, "vit.model.qkv_bias must be true or false"),
+        ({"name": "cnn", "widths": [8, math.inf, 8]}, {}, "cnn.model.widths must be a finite number, got inf"),
     ],
 )
 def test_invalid_training_parameters(model, training, message):
@@ -68,6 +81,14 @@ def test_invalid_training_parameters_fail_before_any_data_work(project):
     assert len(errors) == 1 and "epochs must be a positive integer, got 0" in errors[0], result.stderr[-2000:]
     assert "Running node: fetch_cifar10_node" not in result.stdout + result.stderr
     assert project.data_files() == []
+
+
+def test_the_model_size_limit_is_a_training_parameter():
+    small = {"name": "cnn", "widths": [8, 8, 8]}
+    spec = check_training_params(small, {"max_model_parameters": 10_000})
+    assert spec["training"]["max_model_parameters"] == 10_000
+    with pytest.raises(ParameterError, match=r"more than cnn.training.max_model_parameters \(1,000\)"):
+        check_training_params(small, {"max_model_parameters": 1_000})
 
 
 @pytest.mark.parametrize("recipe_name", sorted(RECIPE_FILES))

@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from image_recognition.errors import ParameterError
-from image_recognition.params import non_negative_int, positive_int, reject_unknown_keys
+from image_recognition.params import non_negative_int, positive_int, positive_number, reject_unknown_keys
 
 SYNTHETIC_SCHEME = "synthetic"
 _SYNTHETIC_OPTIONS = {"train_per_class": 500, "test_per_class": 100, "seed": 0}
@@ -73,9 +73,7 @@ class DataParams:
         download = params.get("download") or {}
         reject_unknown_keys("cifar10.download", download, {"retries", "timeout_s"})
         retries = positive_int("cifar10.download.retries", download.get("retries", 3))  # attempts, the first included
-        timeout_s = download.get("timeout_s", 60)
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
-            raise ParameterError(f"parameter cifar10.download.timeout_s must be a positive number, got {timeout_s!r}")
+        timeout_s = positive_number("cifar10.download.timeout_s", download.get("timeout_s", 60))
         expected = params.get("expected_sizes")
         if expected is not None:
             reject_unknown_keys("cifar10.expected_sizes", expected, {"train", "test"})

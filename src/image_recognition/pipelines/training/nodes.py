@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from image_recognition.cifar10.archive import IMAGE_SHAPE
 from image_recognition.errors import InputError, ParameterError
 from image_recognition.models import MODEL_NAMES, validate_model_config
 from image_recognition.params import config_to_dict, parameters_file
+from image_recognition.redact import redact_url
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.engine import NonFiniteLossError, train
 from image_recognition.training.scratch import scratch_run
@@ -34,8 +36,11 @@ def check_training_params(model: dict[str, Any], training: dict[str, Any]) -> di
     name = model["name"]
     overrides = {key: value for key, value in model.items() if key != "name"}
     try:
-        model_config = validate_model_config(name, overrides)
-        training_config = config_to_dict(TrainingConfig.from_dict(training))
+        config = TrainingConfig.from_dict(training)
+        config.check_image_size(*IMAGE_SHAPE[1:])
+        limit = f"{name}.training.max_model_parameters"
+        model_config = validate_model_config(name, overrides, config.max_model_parameters, limit)
+        training_config = config_to_dict(config)
     except (TypeError, ValueError) as exc:
         where = parameters_file(f"{name}.training") if name in MODEL_NAMES else "conf/base/parameters_train_*.yml"
         raise ParameterError(f"{exc}. Fix it in {where} (or its --env override) or in --params") from None
@@ -100,7 +105,7 @@ def _training_data(
     """
     return {
         "md5": data_report["source"]["md5"],
-        "url": data_report["source"]["url"],
+        "url": redact_url(data_report["source"]["url"]),  # a data report saved before URLs were redacted
         "class_names": list(data_report["class_names"]),
         "train_split_version": train_split.get("_catalog_version"),
         "validation_split_version": validation_split.get("_catalog_version"),
