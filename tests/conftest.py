@@ -22,6 +22,7 @@ from tests.helpers import (  # noqa: E402
     Archive,
     Project,
     fake_checkpoint,
+    fake_ghostscript,
     fake_history,
     no_aws_files,
 )
@@ -91,3 +92,14 @@ def evaluated(evaluation_inputs):
             "errors": errors,
         }
     return results
+
+
+@pytest.fixture
+def ghostscript_runs(monkeypatch, tmp_path):
+    """A stub ``gs`` first on PATH; returns the file it writes when run (it must never exist)."""
+    from PIL import EpsImagePlugin  # noqa: PLC0415
+
+    marker = fake_ghostscript(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{marker.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)  # Pillow looks for gs once per process
+    return marker

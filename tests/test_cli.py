@@ -11,13 +11,25 @@ import json
 import os
 
 import pytest
+import torch
 from click.testing import CliRunner
 from kedro.framework.startup import bootstrap_project
 from kedro.io.core import Version
 
 from image_recognition.cli import cli
 from image_recognition.datasets import TorchCheckpointDataset
-from tests.helpers import BAD_IMAGES, ODD_IMAGES, class_image, fake_checkpoint, image_file, write_files
+from tests.helpers import (
+    BAD_IMAGES,
+    EPS_NAMED_PNG,
+    NOT_UTF8_NAME,
+    NOT_UTF8_SHOWN,
+    ODD_IMAGES,
+    RunsCommand,
+    class_image,
+    fake_checkpoint,
+    image_file,
+    write_files,
+)
 
 VERSION = "2026-12-01T10.00.00.000Z"
 
@@ -127,3 +139,99 @@ def test_an_empty_folder_is_one_clear_error(predicting, tmp_path):
     result = predict(str(tmp_path / "empty"))
     assert result.exit_code == 1
     assert "no images in" in result.stderr and "put PNG, JPEG, WebP, BMP or GIF files there" in result.stderr
+
+
+# --- a crafted checkpoint in the catalog: refused in one line, by both commands ----------------------
+
+
+def _save_crafted_checkpoint(project, case: str, model: str = "simple_cnn") -> str:
+    """A checkpoint of ``model`` in the demo catalog that must be refused; returns its file's path."""
+    checkpoint = fake_checkpoint(model)
+    if case == "pickled_code":
+        checkpoint["model_config"] = RunsCommand(project.root / "pwned")
+    else:  # a few KB of weights, a config of 84 billion parameters: predict used to try to allocate them
+        checkpoint["model_config"] = {"num_classes": 1_000_000_000}
+    path = project.root / f"data/demo/06_models/{model}/checkpoint.pt/{VERSION}/checkpoint.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(checkpoint, path)
+    return str(path)
+
+
+REFUSALS = {
+    "pickled_code": "refused: it pickles a call to",
+    "huge_model": "refused: simple_cnn model has 85,000,061,156 parameters, more than max_model_parameters",
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_a_refused_checkpoint_is_one_error_line_naming_it(project, monkeypatch, tmp_path, case):
+    checkpoint = _save_crafted_checkpoint(project, case)
+    monkeypatch.chdir(project.root)
+    bootstrap_project(project.root)
+    paths = write_files(tmp_path / "in", {"a.png": image_file(class_image(1), "PNG")})
+    result = predict(str(paths[0]))
+    assert result.exit_code == 1 and result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: checkpoint {checkpoint} {REFUSALS[case]}"), result.output
+    assert "Traceback" not in result.output and not (project.root / "pwned").exists()
+
+
+@pytest.mark.slow  # the kedro CLI, in a subprocess
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_kedro_run_predict_and_evaluate_refuse_a_checkpoint_in_one_line(project, tmp_path, case):
+    checkpoint = _save_crafted_checkpoint(project, case)
+    write_files(tmp_path / "in", {"a.png": image_file(class_image(1), "PNG")})
+    for pipeline, params in [
+        ("predict", f"predict.model=simple_cnn,predict.input_dir={tmp_path / 'in'}"),
+        ("evaluate_simple_cnn", "evaluation.device=cpu"),
+    ]:
+        result = project.kedro("run", "--env=demo", f"--pipelines={pipeline}", "--params", params)
+        assert result.returncode == 1, result.stderr[-3000:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and REFUSALS[case] in errors[0] and checkpoint in errors[0], result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+
+
+# --- files whose content or name is unusual ----------------------------------------------------------
+
+
+def test_eps_content_named_png_is_refused_and_ghostscript_never_runs(predicting, tmp_path, ghostscript_runs):
+    paths = write_files(tmp_path / "in", {"holiday.png": EPS_NAMED_PNG, "good.png": image_file(class_image(1), "PNG")})
+    result = predict("--json", "--keep-going", *map(str, paths))
+    assert result.exit_code == 1
+    records = {os.path.basename(r["file"]): r for r in map(json.loads, result.stdout.splitlines())}
+    assert "class" in records["good.png"] and "class" not in records["holiday.png"]
+    assert "holiday.png: EPS content, a format never decoded here" in records["holiday.png"]["error"]
+    assert not ghostscript_runs.exists()
+    result = predict(str(paths[0]))
+    assert result.exit_code == 1 and "holiday.png: EPS content" in result.stderr
+    assert not ghostscript_runs.exists()
+
+
+def test_a_name_that_is_not_utf8_is_escaped_in_json_and_in_the_table(predicting, tmp_path):
+    names = [NOT_UTF8_NAME, NOT_UTF8_SHOWN, "[red]tag.png"]  # the second: the first's escape, as characters
+    folder = tmp_path / "in"
+    write_files(folder, {name: image_file(class_image(i), "PNG") for i, name in enumerate(names)})
+    result = predict("--json", str(folder))
+    assert result.exit_code == 0, result.output
+    shown = sorted(os.path.basename(json.loads(line)["file"]) for line in result.stdout.splitlines())
+    assert shown == sorted([NOT_UTF8_SHOWN, "caf\\\\xe9.png", "[red]tag.png"])
+    result = predict(str(folder))
+    assert result.exit_code == 0, result.output
+    assert f"{NOT_UTF8_SHOWN} " in result.stdout and "caf\\\\xe9.png" in result.stdout
+    assert "[red]tag.png" in result.stdout and "\ufffd" not in result.stdout
+
+
+@pytest.mark.slow  # the kedro CLI, in a subprocess
+def test_kedro_run_predict_or_export_before_any_training_is_one_error_line(project):
+    """Both once printed a 249-line VersionNotFoundError; now the CLI's own message, before any node runs."""
+    write_files(project.root / "data/09_predict", {"a.png": image_file(class_image(1), "PNG")})
+    for pipeline in ("predict", "export"):
+        result = project.kedro("run", f"--pipelines={pipeline}")
+        assert result.returncode == 1, result.stderr[-3000:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert errors == [
+            "Error: UntrainedModelError: no cnn.checkpoint has been saved: "
+            "train it first with `kedro run --pipelines=train_cnn`"
+        ], result.stderr[-3000:]
+        assert "Traceback" not in result.stderr and project.data_files() == ["data/09_predict/a.png"]

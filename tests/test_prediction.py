@@ -5,16 +5,20 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import textwrap
+import tracemalloc
 
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-from image_recognition.datasets.images import ImageError
+from image_recognition.datasets.images import ImageError, image_loaders
 from image_recognition.errors import ParameterError
 from image_recognition.prediction import (
     CIFAR10_CLASS_NAMES,
+    IMAGE_SIZE,
     PREDICTION_COLUMNS,
     PredictConfig,
     gallery_html,
@@ -22,7 +26,7 @@ from image_recognition.prediction import (
     predict_images,
     to_rgb,
 )
-from tests.helpers import ODD_IMAGES, class_image, fake_checkpoint
+from tests.helpers import ODD_IMAGES, PROJECT_ROOT, class_image, fake_checkpoint, image_file
 
 
 def test_sixteen_bit_grey_is_scaled_not_clipped_to_white():
@@ -67,6 +71,106 @@ def test_crop_fills_the_frame_and_pad_keeps_the_whole_image():
     padded = model_input(wide, "pad")
     assert (padded[:, :8] == 0).all() and (padded[:, -8:] == 0).all()  # black above and below
     assert (padded[0, 8:24] == 200).all()
+
+
+@pytest.fixture
+def bounded_resizes(monkeypatch):
+    """Every resize (Pillow's or torchvision's) asks for at most 32 x 32 pixels, else fails before allocating."""
+    requested = []
+
+    def check(pixels: int) -> None:
+        requested.append(pixels)
+        assert pixels <= IMAGE_SIZE * IMAGE_SIZE, f"a resize asked for {pixels:,} pixels"
+
+    pillow_resize, torchvision_resize = Image.Image.resize, TF.resize
+
+    def pillow(self, size, *args, **kwargs):
+        check(size[0] * size[1])
+        return pillow_resize(self, size, *args, **kwargs)
+
+    def torchvision(image, size, *args, **kwargs):
+        check(size[0] * size[1])
+        return torchvision_resize(image, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", pillow)
+    monkeypatch.setattr(TF, "resize", torchvision)
+    return requested
+
+
+@pytest.mark.parametrize("size", [(1_000_000, 1), (1, 1_000_000), (4_000_000, 1)])
+def test_a_thin_png_is_cropped_without_building_the_scaled_image(tmp_path, bounded_resizes, size):
+    """A 3 KB PNG of 1,000,000 x 1 pixels once became 32,000,000 x 32 pixels (5.4 GiB) before the crop."""
+    halves = Image.new("RGB", size, (255, 0, 0))  # red, then blue from the middle on
+    halves.paste((0, 0, 255), (size[0] // 2, size[1] // 2, *size) if size[0] > 1 else (0, size[1] // 2, *size))
+    path = tmp_path / "thin.png"
+    path.write_bytes(image_file(halves, "PNG"))
+    pixels = model_input(to_rgb(image_loaders([path])[str(path)]()), "crop")
+    assert bounded_resizes and pixels.shape == (3, 32, 32) and pixels.dtype == torch.uint8
+    first, last = (pixels[:, :, 0], pixels[:, :, -1]) if size[0] > 1 else (pixels[:, 0], pixels[:, -1])
+    # The crop's centre is the image's centre: the one source pixel either side, red and blue, blended.
+    assert (first[0] > 200).all() and (first[2] < 55).all()
+    assert (last[0] < 55).all() and (last[2] > 200).all()
+
+
+def scaled_then_cropped(image: Image.Image, resize: str) -> torch.Tensor:
+    """What model_input gave before: the whole image scaled by torchvision, then centre-cropped or padded."""
+    pixels = TF.pil_to_tensor(image)
+    height, width = pixels.shape[-2:]
+    scale = IMAGE_SIZE / (min(height, width) if resize == "crop" else max(height, width))
+    scaled = TF.resize(pixels, [max(1, round(height * scale)), max(1, round(width * scale))], antialias=True)
+    return TF.center_crop(scaled, [IMAGE_SIZE, IMAGE_SIZE])
+
+
+@pytest.mark.parametrize("size", [(64, 48), (640, 480), (33, 1000), (5000, 3), (31, 17), (1001, 999), (7, 5)])
+@pytest.mark.parametrize("resize", ["crop", "pad"])
+def test_model_input_is_the_whole_image_scaled_then_cropped_or_padded(size, resize):
+    image = Image.fromarray(np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    difference = (model_input(image, resize).int() - scaled_then_cropped(image, resize).int()).abs()
+    assert difference.max() <= 1  # one level of 255 at most: Pillow's and torchvision's rounding
+
+
+def test_sixteen_bit_images_are_scaled_without_float64_copies_of_the_image():
+    """As one float64 array a 40-megapixel 16-bit image took about 1 GB; numpy's allocations are traced."""
+    values = np.random.default_rng(0).integers(0, 65536, (1500, 2000), dtype=np.uint16)
+    image = Image.fromarray(values)
+    tracemalloc.start()
+    try:
+        grey = np.asarray(to_rgb(image))[..., 0]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * values.size  # less than one float64 array of the image
+    assert (grey == np.clip(np.rint(values / 257.0), 0, 255)).all()
+
+
+@pytest.mark.slow
+def test_predicting_a_thin_png_keeps_its_peak_memory_bounded(tmp_path):
+    """Peak RSS of a process that predicts a generated 1,000,000 x 1 PNG, above its own after a small image."""
+    thin = tmp_path / "thin.png"
+    thin.write_bytes(image_file(Image.new("RGB", (1_000_000, 1), (200, 100, 50)), "PNG"))
+    small = tmp_path / "small.png"
+    small.write_bytes(image_file(class_image(1), "PNG"))
+    code = textwrap.dedent(
+        f"""
+        import resource
+        from pathlib import Path
+        from image_recognition.datasets.images import image_loaders
+        from image_recognition.prediction import PredictConfig, predict_images
+        from tests.helpers import fake_checkpoint
+
+        checkpoint, config = fake_checkpoint("simple_cnn"), PredictConfig(model="simple_cnn")
+        predict_images(image_loaders([Path({str(small)!r})]), checkpoint, config)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        table = predict_images(image_loaders([Path({str(thin)!r})]), checkpoint, config).table
+        assert table["error"].isna().all()
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.split()[-1]) < 256 * 2**20  # the old way took 5.4 GiB
 
 
 def loaders_for(images: dict[str, Image.Image | Exception]):

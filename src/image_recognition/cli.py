@@ -29,13 +29,13 @@ import click
 import pandas as pd
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.session import KedroSession
-from kedro.io.core import Version
+from kedro.io.core import DatasetError, Version
 
 from image_recognition.datasets.files import saved_versions
 from image_recognition.datasets.images import image_loaders
 from image_recognition.errors import InputError
 from image_recognition.models import MODEL_NAMES
-from image_recognition.prediction import PredictConfig, check_model_name, predict_images
+from image_recognition.prediction import PredictConfig, UntrainedModelError, check_model_name, predict_images
 
 
 @click.group(name="image_recognition")
@@ -50,6 +50,11 @@ def _short_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
             return callback(*args, **kwargs)
         except InputError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+        except DatasetError as exc:
+            # The catalog wraps a dataset's refusal of its file (a crafted checkpoint) in a plain DatasetError.
+            if isinstance(exc.__cause__, InputError):
+                raise click.ClickException(f"{type(exc.__cause__).__name__}: {exc.__cause__}") from None
+            raise
 
     return wrapper
 
@@ -101,13 +106,14 @@ def _load_checkpoint(catalog: Any, model: str, version: str | None) -> tuple[dic
     dataset = catalog.get(name, version=Version(version, None) if version else None)
     saved = saved_versions(dataset)
     if not saved:
-        raise InputError(f"no {name} has been saved: train it first with `kedro run --pipelines=train_{model}`")
+        raise UntrainedModelError(model)
     if version is not None and version not in saved:
         raise InputError(f"{name} has no version {version!r}; the saved ones are {', '.join(saved[-5:])} (newest last)")
     return dataset.load(), dataset.resolve_load_version()
 
 
 def _print_predictions(table: pd.DataFrame, as_json: bool, stdout: Any) -> None:
+    """The table as JSON lines or a rich table; its file names are already escaped by ``display_name``."""
     rows = table.to_dict("records")
     if as_json:
         for row in rows:
@@ -117,6 +123,7 @@ def _print_predictions(table: pd.DataFrame, as_json: bool, stdout: Any) -> None:
         return
     from rich.console import Console  # noqa: PLC0415 (only the table needs rich)
     from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
 
     shown = Table(title=f"{table['model'].iloc[0]} {table['checkpoint_version'].iloc[0]}")
     # File names are never shortened: folded on a terminal, on one line in a pipe or a file.
@@ -132,5 +139,6 @@ def _print_predictions(table: pd.DataFrame, as_json: bool, stdout: Any) -> None:
             for k in (2, 3)
             if isinstance(row.get(f"class_{k}"), str)
         ]
-        shown.add_row(row["file"], row["class"], f"{row['probability']:.1%}", *ranks, *[""] * (2 - len(ranks)))
+        # Text: a name is shown as it is, never read as rich markup ("[red]", "[/]").
+        shown.add_row(Text(row["file"]), row["class"], f"{row['probability']:.1%}", *ranks, *[""] * (2 - len(ranks)))
     Console(file=stdout, width=None if stdout.isatty() else 10_000).print(shown)

@@ -2,10 +2,19 @@
 
 Images of any size and mode become the model's input the standard way: EXIF
 orientation applied, converted to RGB (transparency composited on white,
-16-bit grey scaled to 8 bits), resized with torchvision's ``transforms.v2``
-so that the shorter side is 32 pixels and centre-cropped (``resize: crop``),
-or the longer side is 32 pixels and padded with black (``resize: pad``).
+16-bit grey scaled to 8 bits), resized with Pillow's antialiased bilinear
+filter so that the shorter side is 32 pixels and centre-cropped (``resize:
+crop``), or the longer side is 32 pixels and padded with black (``resize: pad``).
 The checkpoint's own normalisation and TTA mode follow, batched on the device.
+
+Memory stays bounded whatever the image's shape: the crop is resampled from
+the part of the image it keeps, so the scaled image is never built (a
+1,000,000 x 1 image scaled to a 32-pixel shorter side would be 32,000,000 x 32
+pixels), and 16-bit images are scaled to 8 bits a slice at a time.
+
+The predictions table names each file by :func:`display_name`, so a name
+that is not UTF-8 is written to the CSV, the gallery and the terminal as
+escaped text that tells it apart from every other name.
 """
 
 from __future__ import annotations
@@ -22,16 +31,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps
+from kedro.io.core import DatasetError
+from PIL import ExifTags, Image, ImageOps
 
-from image_recognition.datasets.images import ImageError
-from image_recognition.device import AUTO, resolve_device
-from image_recognition.errors import ParameterError
+from image_recognition.datasets.images import ImageError, display_name
+from image_recognition.device import AUTO, DEVICES, resolve_device
+from image_recognition.errors import InputError, ParameterError
 from image_recognition.evaluation.config import EvaluationConfig
 from image_recognition.evaluation.cost import inference_recipe
 from image_recognition.inference import TTA_MODES, load_model, predict_logits
 from image_recognition.models import MODEL_NAMES
-from image_recognition.params import positive_int, reject_unknown_keys
+from image_recognition.params import one_of, positive_int, reject_unknown_keys
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +50,8 @@ CIFAR10_CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "
 RESIZE_MODES = ("crop", "pad")
 TOP_K = 3
 IMAGE_SIZE = 32
+# Pixels of a 16- or 32-bit grey image scaled to 8 bits at a time, as float64: 2 MB.
+_GREY_SLICE = 1 << 18
 PREDICTION_COLUMNS = [
     "file",
     "class",
@@ -82,6 +94,7 @@ class PredictConfig:
             raise ParameterError(f"predict.keep_going must be true or false, got {self.keep_going!r}")
         for name in ("batch_size", "gallery_size", "thumbnail_size"):
             positive_int(f"predict.{name}", getattr(self, name))
+        one_of("predict.device", self.device, DEVICES)
         if self.tta is not None and self.tta not in TTA_MODES:
             raise ParameterError(
                 f"predict.tta must be null (the checkpoint's own) or one of {', '.join(TTA_MODES)}, got {self.tta!r}"
@@ -95,36 +108,87 @@ def check_model_name(model: Any, parameter: str) -> str:
     return model
 
 
+class UntrainedModelError(InputError, DatasetError):
+    """No checkpoint of the model has been saved, so there is nothing to predict or export with.
+
+    A ``DatasetError`` too, so that Kedro passes it on unwrapped and ``kedro run``
+    prints its one-line message.
+    """
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"no {model}.checkpoint has been saved: train it first with `kedro run --pipelines=train_{model}`"
+        )
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` upright (its EXIF orientation) and in RGB, the standard way for its mode."""
-    image = ImageOps.exif_transpose(image)
+    """``image`` upright (its EXIF orientation) and in RGB, the standard way for its mode.
+
+    No more than two images of its size are held at once besides ``image`` itself:
+    a 40-megapixel image stays within a few hundred MB.
+    """
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)  # otherwise it would only copy the image
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        # 16- and 32-bit grey: scale to 8 bits instead of clipping everything above 255 to white.
-        values = np.asarray(image, dtype=np.float64)
-        if image.mode == "F":
-            values = values * 255.0 if values.max(initial=0.0) <= 1.0 else values
-        elif image.mode != "I" or values.max(initial=0.0) > 255:
-            values = values / 257.0
-        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+        image = _grey_to_8_bits(image)
     if image.mode == "P" and "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        composited = Image.new("RGB", rgba.size, (255, 255, 255))
+        composited.paste(rgba, mask=rgba)  # alpha-composited on white
+        return composited
     return image.convert("RGB")
 
 
-def model_input(image: Image.Image, resize: str = "crop") -> torch.Tensor:
-    """An RGB image as the model's uint8 input (3, 32, 32), aspect ratio kept by a crop or padding."""
-    # Imported here, not at the top: this module is in every `kedro` command's import
-    # graph, and torchvision (which imports torch._dynamo) adds seconds to each.
-    from torchvision.transforms import v2  # noqa: PLC0415
+def _grey_to_8_bits(image: Image.Image) -> Image.Image:
+    """16- and 32-bit grey scaled to 8 bits, instead of clipping everything above 255 to white.
 
-    pixels = v2.functional.pil_to_tensor(image)  # (3, H, W) uint8
-    height, width = pixels.shape[-2:]
-    scale = IMAGE_SIZE / (min(height, width) if resize == "crop" else max(height, width))
-    size = [max(1, round(height * scale)), max(1, round(width * scale))]
-    resized = v2.functional.resize(pixels, size, antialias=True)
-    return v2.functional.center_crop(resized, [IMAGE_SIZE, IMAGE_SIZE])  # pads with zeros where smaller
+    A slice at a time: the image as one float64 array would take 8 bytes a pixel
+    (about 1 GB, with its temporaries, for 40 megapixels).
+    """
+    values = np.asarray(image).reshape(-1)  # uint16, int32 or float32, as the image holds them
+    peak = values.max(initial=0)
+    if image.mode == "F":
+        multiplier, divisor = (255.0 if peak <= 1.0 else 1.0), 1.0
+    else:
+        multiplier, divisor = 1.0, (257.0 if image.mode != "I" or peak > 255 else 1.0)  # noqa: PLR2004 (8 bits)
+    grey = np.empty(values.shape, dtype=np.uint8)
+    for start in range(0, len(values), _GREY_SLICE):
+        part = values[start : start + _GREY_SLICE].astype(np.float64)
+        part *= multiplier
+        part /= divisor
+        np.clip(np.rint(part, out=part), 0, 255, out=part)
+        grey[start : start + _GREY_SLICE] = part
+    return Image.fromarray(grey.reshape(image.height, image.width))
+
+
+def model_input(image: Image.Image, resize: str = "crop") -> torch.Tensor:
+    """An RGB image as the model's uint8 input (3, 32, 32), aspect ratio kept by a crop or padding.
+
+    ``crop`` gives the centre 32 x 32 of the image scaled to a 32-pixel shorter
+    side, resampled straight from the part of the image that crop keeps (Pillow's
+    ``box``): the same pixels, without building the scaled image.
+    """
+    width, height = image.size
+    if resize == "crop":
+        scale = IMAGE_SIZE / min(width, height)
+        scaled = (max(1, round(width * scale)), max(1, round(height * scale)))
+        left, top = (round((side - IMAGE_SIZE) / 2) for side in scaled)
+        step_x, step_y = width / scaled[0], height / scaled[1]  # image pixels per scaled pixel
+        box = (
+            left * step_x,
+            top * step_y,
+            min(width, (left + IMAGE_SIZE) * step_x),
+            min(height, (top + IMAGE_SIZE) * step_y),
+        )
+        framed = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR, box=box)
+    else:
+        scale = IMAGE_SIZE / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        framed = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE))  # black where the image does not reach
+        framed.paste(
+            image.resize(size, Image.Resampling.BILINEAR), ((IMAGE_SIZE - size[0]) // 2, (IMAGE_SIZE - size[1]) // 2)
+        )
+    return torch.from_numpy(np.asarray(framed).transpose(2, 0, 1).copy())  # (3, 32, 32) uint8
 
 
 def class_names(checkpoint: dict[str, Any], num_classes: int) -> list[str]:
@@ -160,27 +224,30 @@ def predict_images(
 
     A file that fails to load raises its :class:`ImageError` unless
     ``config.keep_going``; then it gets a row with the error and no class.
+    The ``file`` column (and the thumbnails' keys) hold each name as
+    :func:`display_name` shows it.
     """
     names, inputs, rows, shown = [], [], [], {}
     for name in sorted(loaders):
+        file = display_name(name)
         try:
             image = to_rgb(loaders[name]())
             inputs.append(model_input(image, config.resize))
         except ImageError as exc:
             if not config.keep_going:
                 raise
-            rows.append({"file": name, "error": str(exc)})
+            rows.append({"file": file, "error": str(exc)})
             logger.warning("%s", exc)
             continue
         except Exception as exc:  # noqa: BLE001 (a file that decodes but cannot be converted is still one bad file)
-            error = ImageError(f"{name}: cannot be converted to RGB ({type(exc).__name__}: {exc})")
+            error = ImageError(f"{file}: cannot be converted to RGB ({type(exc).__name__}: {exc})")
             if not config.keep_going:
                 raise error from exc
-            rows.append({"file": name, "error": str(error)})
+            rows.append({"file": file, "error": str(error)})
             continue
-        names.append(name)
+        names.append(file)
         if thumbnails:
-            shown[name] = _thumbnail(image, config.thumbnail_size)
+            shown[file] = _thumbnail(image, config.thumbnail_size)
     probabilities = _probabilities(torch.stack(inputs), checkpoint, config) if inputs else torch.empty(0, 1)
     if inputs:
         labels = class_names(checkpoint, probabilities.shape[1])
@@ -220,8 +287,10 @@ def _probabilities(images: torch.Tensor, checkpoint: dict[str, Any], config: Pre
 
 
 def _thumbnail(image: Image.Image, size: int) -> bytes:
-    small = image.copy()
-    small.thumbnail((size, size))
+    """PNG bytes of ``image`` shrunk to fit ``size`` x ``size`` (never enlarged), without a full-size copy."""
+    scale = min(1.0, size / max(image.size))
+    fitted = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = image.resize(fitted, Image.Resampling.BICUBIC, reducing_gap=2.0)
     buffer = io.BytesIO()
     small.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
