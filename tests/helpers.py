@@ -391,6 +391,23 @@ BAD_IMAGES = {
     ),
 }
 
+# EPS content under an image's name: Pillow's EPS plugin, if it ever got the file, would run Ghostscript.
+EPS_NAMED_PNG = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n%%EOF\n"
+
+
+def fake_ghostscript(folder: Path) -> Path:
+    """A ``gs`` in ``folder`` (put it first on PATH) that records each run in the file it returns."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / "gs-ran"
+    (folder / "gs").write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexit 1\n')
+    (folder / "gs").chmod(0o755)
+    return marker
+
+
+# A file name that is not UTF-8 (the byte 0xE9, Latin-1's é), as Python holds it, and as it is shown.
+NOT_UTF8_NAME = os.fsdecode(b"caf\xe9.png")
+NOT_UTF8_SHOWN = "caf\\xe9.png"
+
 # Unusual files that must be predicted: name -> bytes.
 ODD_IMAGES = {
     "grey16.png": image_file(Image.fromarray((np.arange(32 * 32).reshape(32, 32) * 60).astype(np.uint16)), "PNG"),
@@ -430,3 +447,23 @@ def write_class_images(folder: Path, per_class: int = 3) -> dict[str, int]:
             labels[name] = label
             index += 1
     return labels
+
+
+# --- a source URL with credentials ---------------------------------------------------------------------
+
+# A presigned URL's query (AWS's parameters), and the secrets of it and of SOURCE_USERINFO.
+PRESIGNED_QUERY = (
+    "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20250101%2Fus-east-1%2Fs3%2Faws4_request"
+    "&X-Amz-Signature=s3cr3tsig"
+)
+SOURCE_USERINFO = "AKIAUSER:hunter2@"
+SOURCE_SECRETS = ("AKIAUSER", "hunter2", "AKIAEXAMPLE", "s3cr3tsig")
+
+
+def presigned(archive: Archive) -> tuple[str, str]:
+    """A file:// URL of ``archive`` with userinfo and a presigned query, and what may be shown of it.
+
+    The fetch reads a file:// URL's path and ignores the rest, as it would a mirror's.
+    """
+    clean = archive.url.replace("file://", "file://localhost", 1)
+    return archive.url.replace("file://", f"file://{SOURCE_USERINFO}localhost", 1) + PRESIGNED_QUERY, clean

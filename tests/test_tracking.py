@@ -16,14 +16,27 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import yaml
+from kedro.framework.hooks.manager import _create_hook_manager
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Node, Pipeline
+from kedro.runner import SequentialRunner
 
 from image_recognition import tracking
 from image_recognition.errors import ParameterError
-from tests.helpers import PROJECT_ROOT, SHORT_TRAINING, TRACKED, Project, free_port
+from tests.helpers import (
+    PROJECT_ROOT,
+    SHORT_TRAINING,
+    SOURCE_SECRETS,
+    TRACKED,
+    Project,
+    free_port,
+    presigned,
+)
 
 mlflow = pytest.importorskip("mlflow", reason="needs the mlflow extra: pip install -e '.[test]'")
 
@@ -310,3 +323,84 @@ def test_without_the_extra_the_demo_dag_runs_and_nothing_is_tracked(tmp_path):
     leftovers = [p.name for p in project.root.iterdir() if p.name in {"mlflow.db", "mlartifacts", "mlruns"}]
     assert leftovers == []
     assert "mlflow" not in (result.stdout + result.stderr).lower()
+
+
+# --- a source URL with credentials -------------------------------------------------------------------
+
+
+def test_kedro_mlflow_logs_the_parameters_and_run_tags_without_credentials(monkeypatch, synthetic_archive):
+    """kedro-mlflow's own hook, behind the project's in Kedro's hook manager: what it would send to MLflow."""
+    from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig  # noqa: PLC0415 (the mlflow extra)
+    from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook  # noqa: PLC0415
+
+    logged: dict[str, str] = {}
+    monkeypatch.setattr(mlflow, "log_param", lambda key, value: logged.__setitem__(f"param {key}", str(value)))
+    monkeypatch.setattr(mlflow, "set_tag", lambda key, value: logged.__setitem__(f"tag {key}", str(value)))
+    monkeypatch.setattr(mlflow, "set_tags", lambda tags: logged.update({f"tag {k}": str(v) for k, v in tags.items()}))
+    monkeypatch.setattr(mlflow, "active_run", lambda: SimpleNamespace(info=SimpleNamespace(run_id="r", run_name="r")))
+    monkeypatch.setattr(mlflow, "start_run", lambda **kwargs: None)
+    plugin = MlflowHook()
+    plugin.mlflow_config = KedroMlflowConfig.model_validate(
+        {"tracking": {"params": {"dict_params": {"flatten": True}}}}
+    )
+    plugin._already_active_mlflow = True  # the run is "open": nothing to configure or start
+    hooks = _create_hook_manager()
+    for hook in (tracking.RedactUrlsHook(), plugin):  # as Kedro registers them: the project's, then plugins
+        hooks.register(hook)
+
+    url, clean = presigned(synthetic_archive)
+    params = {"source": {"url": url, "md5": synthetic_archive.md5}, "validation_size": 100}
+    run_params = {
+        **dict.fromkeys(["tags", "node_names", "from_nodes", "to_nodes", "from_inputs", "load_versions"]),
+        "pipeline_names": ["data_processing"],
+        "runtime_params": {"cifar10": params},  # --params cifar10.source.url=...
+    }
+    received = {}
+    pipeline = Pipeline(
+        [
+            Node(lambda p: received.setdefault("params", p), "params:cifar10", "a", name="a"),
+            Node(lambda u: received.setdefault("url", u), "params:cifar10.source.url", "b", name="b"),
+            Node(lambda p: received.setdefault("all", p), "parameters", "c", name="c"),
+        ]
+    )
+    catalog = DataCatalog(
+        {
+            "params:cifar10": MemoryDataset(params),
+            "params:cifar10.source.url": MemoryDataset(url),
+            "parameters": MemoryDataset({"cifar10": params}),
+        }
+    )
+    hooks.hook.before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+    SequentialRunner().run(pipeline, catalog, hooks)
+
+    assert received["params"]["source"]["url"] == received["url"] == received["all"]["cifar10"]["source"]["url"] == url
+    assert logged["param cifar10.source.url"] == logged["param parameters.cifar10.source.url"] == clean
+    assert clean in logged["tag runtime_params"]
+    for key, value in logged.items():
+        assert not any(secret in value for secret in SOURCE_SECRETS), f"{key} = {value}"
+
+
+@pytest.mark.slow
+def test_a_tracked_run_keeps_the_credentials_of_its_source_out_of_everything(tmp_path, synthetic_archive):
+    project = make_project(tmp_path / "project")
+    url, clean = presigned(synthetic_archive)
+    params = (
+        f"cifar10.source.url={url},cifar10.source.md5={synthetic_archive.md5},"
+        "cifar10.expected_sizes.train=1000,cifar10.expected_sizes.test=200,cifar10.validation_size=100"
+    )
+    result = project.kedro("run", "--env=demo", "--pipelines=data_processing", "--params", params, env=TRACKED)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"fetching {clean}" in result.stdout + result.stderr  # the fetch log line, without the credentials
+    (run,) = runs_of(project)
+    assert run.data.params["cifar10.source.url"] == clean
+    assert clean in run.data.tags["runtime_params"]
+    saved = [project.root / name for name in project.data_files()]
+    assert any(path.name == "data_report.json" for path in saved)
+    texts = {
+        "log": result.stdout + result.stderr,
+        **{f"param {k}": v for k, v in run.data.params.items()},
+        **{f"tag {k}": v for k, v in run.data.tags.items()},
+        **{str(path): path.read_bytes().decode("latin-1") for path in saved},
+    }
+    for where, text in texts.items():
+        assert not any(secret in text for secret in SOURCE_SECRETS), f"{where}: {text[-2000:]}"

@@ -18,6 +18,11 @@ needs to be compared with others and traced back to the catalog:
 - artefacts: the HTML report, the figures (plotly JSON) and the comparison
   CSV; checkpoints only with the parameter ``tracking.log_checkpoints``.
 
+kedro-mlflow also logs the run's ``--params`` (the tag ``runtime_params``) and
+every parameter a node takes. :class:`RedactUrlsHook` removes the credentials
+of every URL in them first (``redact.py``): MLflow parameters cannot be changed
+once logged.
+
 Nodes know nothing of MLflow: everything here reads what the catalog saved.
 Without the extra nothing of MLflow is imported and nothing is logged. With it,
 ``IMAGE_RECOGNITION_TRACKING=off`` keeps both hooks out, so nothing is logged
@@ -43,6 +48,8 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
 from kedro.io.core import get_filepath_str
 from omegaconf import OmegaConf
+
+from image_recognition.redact import redact_urls
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +139,32 @@ def history_series(history: Any, model: str) -> Iterator[tuple[str, float, int]]
         for column, value in row.items():
             if column != "epoch" and isinstance(value, numbers.Real) and math.isfinite(value):
                 yield f"{model}.{column}", float(value), epoch
+
+
+class RedactUrlsHook:
+    """The credentials of every URL out of what kedro-mlflow logs: the run's parameters and tags.
+
+    kedro-mlflow logs each parameter a node takes (``params:cifar10`` as
+    ``cifar10.source.url``) and sets a tag of every run parameter
+    (``runtime_params``: the ``--params`` of the run, or an Airflow DAG run's
+    ``kedro_params``). These implementations run first (``tryfirst``; kedro-mlflow's
+    do not) and put a redacted copy in place in the dicts every hook shares:
+    the ``run_params`` of the hooks, and Kedro's copy of a node's inputs (the
+    node itself still gets the URL as given, to download from). An Airflow DAG
+    run's own configuration (its params, in Airflow's database and UI) keeps
+    whatever its trigger passed: that is Airflow's, out of the project's reach.
+    """
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        if "runtime_params" in run_params:
+            run_params["runtime_params"] = redact_urls(run_params["runtime_params"])
+
+    @hook_impl(tryfirst=True)
+    def before_node_run(self, inputs: dict[str, Any]) -> None:
+        for name in list(inputs):
+            if name.startswith("params:") or name == "parameters":
+                inputs[name] = redact_urls(inputs[name])
 
 
 class MlflowTrackingHook:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from image_recognition.cifar10.fetch import ChecksumMismatch, FetchError, fetch_verified, md5_of
+from tests.helpers import PRESIGNED_QUERY, SOURCE_SECRETS, SOURCE_USERINFO
 
 PAYLOAD = bytes(range(256)) * 8192  # 2 MiB
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
@@ -21,9 +22,11 @@ class FlakyHandler(http.server.BaseHTTPRequestHandler):
     failures = 0
     requests = 0
     body = PAYLOAD
+    paths: list[str] = []  # noqa: RUF012 (each test's handler class gets its own list)
 
     def do_GET(self):
         type(self).requests += 1
+        type(self).paths.append(self.path)
         if type(self).requests <= type(self).failures:
             self.send_error(503, "try again")
             return
@@ -38,7 +41,7 @@ class FlakyHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    handler = type("Handler", (FlakyHandler,), {"failures": 0, "requests": 0})
+    handler = type("Handler", (FlakyHandler,), {"failures": 0, "requests": 0, "paths": []})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -115,3 +118,31 @@ def test_existing_target_survives_a_failed_fetch(tmp_path):
         fetch_verified(str(source), "f" * 32, target)
     assert Path(target).read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "src"]
+
+
+def test_a_presigned_url_is_fetched_whole_but_logged_without_its_query(server, tmp_path, caplog):
+    handler, url = server
+    handler.failures = 1  # a retry, and its warning
+    with caplog.at_level("INFO"):
+        fetch_verified(url + PRESIGNED_QUERY, PAYLOAD_MD5, tmp_path / "a", sleep=no_sleep)
+        handler.failures = 10
+        with pytest.raises(FetchError) as gave_up:
+            fetch_verified(url + PRESIGNED_QUERY, PAYLOAD_MD5, tmp_path / "b", retries=2, sleep=no_sleep)
+        handler.failures = 0
+        with pytest.raises(ChecksumMismatch) as mismatch:
+            fetch_verified(url + PRESIGNED_QUERY, "0" * 32, tmp_path / "c", sleep=no_sleep)
+    assert handler.paths[0] == "/cifar-10-python.tar.gz" + PRESIGNED_QUERY  # the server got the signature
+    assert any("retrying" in message for message in caplog.messages)
+    assert f"fetching {url}: " in caplog.text
+    for text in (caplog.text, str(gave_up.value), str(mismatch.value)):
+        assert not any(secret in text for secret in SOURCE_SECRETS), text
+
+
+def test_a_password_in_the_url_stays_out_of_the_error(server, tmp_path):
+    _, url = server
+    with_password = url.replace("http://", f"http://{SOURCE_USERINFO}") + PRESIGNED_QUERY
+    with pytest.raises(FetchError) as failed:
+        fetch_verified(with_password, PAYLOAD_MD5, tmp_path / "a", retries=1, sleep=no_sleep)
+    message = str(failed.value)
+    assert message.startswith(f"could not download {url} after 1 attempt(s)")
+    assert not any(secret in message for secret in SOURCE_SECRETS), message

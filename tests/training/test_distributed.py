@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import multiprocessing
 import os
+import socket
 import sys
+import threading
 
+import psutil
 import pytest
 import torch
 import torch.distributed as dist
@@ -111,6 +115,56 @@ def _in_two_processes(target, *args) -> dict[int, tuple]:
         process.join(timeout=60)
         assert process.exitcode == 0
     return results
+
+
+def _listening_sockets() -> set[tuple[int, str, int]]:
+    """(pid, address, port) of every listening TCP socket of this process and its children."""
+    found = set()
+    this = psutil.Process()
+    for process in [this, *this.children(recursive=True)]:
+        try:
+            connections = process.net_connections(kind="inet")
+        except psutil.Error:  # a child that has just exited
+            continue
+        found |= {(process.pid, c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
+    return found
+
+
+def _a_network_interface() -> str | None:
+    """The name of an interface with an IPv4 address other than loopback, if this machine has one."""
+    for name, addresses in psutil.net_if_addrs().items():
+        for address in addresses:
+            if address.family == socket.AF_INET and not ipaddress.ip_address(address.address).is_loopback:
+                return name
+    return None
+
+
+def test_a_one_node_run_listens_on_loopback_only(small: dict, monkeypatch) -> None:
+    """The launcher's rendezvous store and the workers' gloo sockets: none reachable from another machine."""
+    interface = _a_network_interface()
+    if interface:  # gloo pointed at the network, as by default where the host name resolves to its address
+        monkeypatch.setenv("GLOO_SOCKET_IFNAME", interface)
+    before = _listening_sockets()  # whatever this test process already had open
+    seen: set[tuple[int, str, int]] = set()
+    stop = threading.Event()
+
+    def watch() -> None:  # every listener of the run, from before the workers start until they are gone
+        while not stop.is_set():
+            seen.update(_listening_sockets())
+            stop.wait(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        train("simple_cnn", {}, {**EXACT, "epochs": 6, "distributed": TWO}, **small)
+    finally:
+        stop.set()
+        watcher.join()
+    opened = seen - before
+    launcher = os.getpid()
+    assert any(pid == launcher for pid, _, _ in opened), opened  # the rendezvous store
+    assert len({pid for pid, _, _ in opened if pid != launcher}) == TWO["nproc_per_node"], opened  # gloo, mid-run
+    assert all(ipaddress.ip_address(address).is_loopback for _, address, _ in opened), opened
 
 
 def test_two_launchers_train_together_through_one_rendezvous(small: dict, one_vit) -> None:

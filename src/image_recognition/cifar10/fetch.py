@@ -3,7 +3,9 @@
 The file is written to a temporary name beside its target and moved into place
 only once its checksum matches, so an interrupted or corrupt download never
 sits where a later run would trust it. Transient network errors are retried
-with exponential backoff, and progress is logged while bytes arrive.
+with exponential backoff, and progress is logged while bytes arrive. Log lines
+and errors name the URL without its credentials (:mod:`image_recognition.redact`);
+the download itself uses the URL as given.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import BinaryIO
 
 from image_recognition.atomic import atomic_write
 from image_recognition.errors import InputError
+from image_recognition.redact import redact_url, scrub
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +108,7 @@ def fetch_verified(
         FetchError: the source is unreachable after ``retries`` attempts, is
             missing, or its bytes do not match ``md5``.
     """
-    label = f"fetching {url}"
+    label = f"fetching {redact_url(url)}"
     if not is_remote(url):
         source = local_path(url)
         if not source.is_file():
@@ -119,10 +122,14 @@ def fetch_verified(
         except ChecksumMismatch:
             raise
         except Exception as exc:
+            # urllib's messages may quote the URL, or a part of it such as the password of user:password@host.
+            reason = scrub(str(exc), url)
             if not _is_transient(exc) or attempt == retries:
-                raise FetchError(f"could not download {url} after {attempt} attempt(s): {exc}") from exc
+                raise FetchError(
+                    f"could not download {redact_url(url)} after {attempt} attempt(s): {reason}"
+                ) from None  # the cause's message is this one's, scrubbed
             wait = backoff_s * 2 ** (attempt - 1)
-            logger.warning("%s failed (%s); retrying in %.0f s (%d/%d)", label, exc, wait, attempt, retries)
+            logger.warning("%s failed (%s); retrying in %.0f s (%d/%d)", label, reason, wait, attempt, retries)
             sleep(wait)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from image_recognition.cifar10.split import split_fingerprint
 from image_recognition.evaluation.config import EvaluationConfig
 from image_recognition.params import config_to_dict
+from image_recognition.redact import redact_url, redact_urls
 
 
 def metrics_record(  # noqa: PLR0913 (the parts of the record, named)
@@ -39,15 +40,19 @@ def provenance(
     checkpoint: dict[str, Any], test_split: dict[str, Any], data_report: dict[str, Any], config: EvaluationConfig
 ) -> dict[str, Any]:
     """Where an evaluation's numbers come from: the catalog versions (when the run recorded them),
-    the data, the model and training configs, the evaluation settings and the code's commit."""
+    the data, the model and training configs, the evaluation settings and the code's commit.
+
+    The data's URLs are redacted here too: a data report or checkpoint saved before
+    URLs were redacted may still hold the source's credentials.
+    """
     training_config = checkpoint.get("training_config")
     return {
         "checkpoint_version": checkpoint.get("_catalog_version"),
         "test_split_version": test_split.get("_catalog_version"),
         "test_split_md5": split_fingerprint(test_split),
         "data_md5": data_report["source"]["md5"],
-        "data_url": data_report["source"]["url"],
-        "trained_on": checkpoint.get("data") or {},
+        "data_url": redact_url(data_report["source"]["url"]),
+        "trained_on": redact_urls(checkpoint.get("data") or {}),
         "model_config": checkpoint["model_config"],
         "training_config": training_config,
         "seed": (training_config or {}).get("seed"),

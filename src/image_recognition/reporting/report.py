@@ -11,6 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from image_recognition.redact import redact_url, redact_urls
+
 
 def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
     """One row per model: quality, cost and where the numbers came from.
@@ -96,7 +98,8 @@ def render_html(
             config={"responsive": True},
         )
         parts.append(f'<div class="figure" id="{html.escape(name)}">{figure_html}</div>')
-    provenance = {model: result["metrics"]["provenance"] for model, result in results.items()}
+    # Redacted again: metrics saved before URLs were redacted may still hold the source's credentials.
+    provenance = {model: redact_urls(result["metrics"]["provenance"]) for model, result in results.items()}
     source = data_report["source"]
     models = ", ".join(results) or "none"
     return f"""<!DOCTYPE html>
@@ -104,7 +107,7 @@ def render_html(
 <style>{_STYLE}</style></head><body>
 <h1>CIFAR-10 model comparison</h1>
 <p>Models: {html.escape(models)}. Test split: {data_report["sizes"]["test"]:,} images, never used for training or
-model selection. Data: <code>{html.escape(source["url"])}</code>, md5 <code>{html.escape(source["md5"])}</code>.</p>
+model selection. Data: <code>{html.escape(redact_url(source["url"]))}</code>, md5 <code>{html.escape(source["md5"])}</code>.</p>
 <h2>Comparison</h2>
 <p><code>test_accuracy</code> averages <code>tta_views</code> forward passes per image, as do
 <code>flops_per_prediction</code> and <code>throughput_predictions_per_s</code>; <code>test_accuracy_no_tta</code>

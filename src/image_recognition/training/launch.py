@@ -8,11 +8,16 @@ other nodes' at one rendezvous. Each worker runs the plain-PyTorch engine
 only, never a Kedro node or session; rank 0's result comes back here, once:
 the checkpoint, the history and the final metrics, as from one process.
 
-- One node: a rendezvous on a free local port (``torchrun --standalone``).
+- One node: a rendezvous on a free port of 127.0.0.1, and no socket of the
+  run listens on any other interface (:func:`_loopback_store`,
+  :func:`_listen_on_loopback`).
 - Several nodes: a static rendezvous at ``rdzv_endpoint`` (node 0's
   host:port). Global rank 0 is on node 0; it validates and writes the scratch
   checkpoints, and every node's launcher gets its result, so every node's
-  training node returns the same checkpoint.
+  training node returns the same checkpoint. Node 0's store and every
+  worker's gloo or NCCL sockets then listen on the network, with no
+  authentication, and the ranks unpickle what comes through them: such runs
+  need a network that only their nodes can reach.
 - A worker that fails or dies stops all of them: :class:`DistributedTrainingError`
   names the rank and the cause. With ``max_restarts``, the launcher first
   restarts every worker that many times; a restarted run resumes from its
@@ -21,10 +26,13 @@ the checkpoint, the history and the final metrics, as from one process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -59,6 +67,9 @@ RESULT_FILE = "result.pt"
 RENDEZVOUS_TIMEOUT_S = 900
 # Seconds a collective may wait: the other ranks wait while rank 0 validates.
 COLLECTIVE_TIMEOUT_S = 1800
+LOOPBACK = "127.0.0.1"
+# The loopback interface: "lo" on Linux, "lo0" on macOS and the BSDs.
+LOOPBACK_INTERFACES = ("lo", "lo0")
 
 
 class DistributedTrainingError(RuntimeError):
@@ -97,9 +108,10 @@ def launch(
     backend = _backend(spec.backend, device)
     # Checked here, once, before any worker starts: bad data fails like a one-process run.
     train_x, train_y, val_x, val_y = device_splits(train_split, validation_split, torch.device("cpu"))
-    with tempfile.TemporaryDirectory(prefix="image-recognition-ddp-") as folder:
+    one_node = _loopback_store() if spec.nnodes == 1 else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory(prefix="image-recognition-ddp-") as folder, one_node as store_port:
         work = Path(folder)
-        launch_config = _launch_config(config, work)
+        launch_config = _launch_config(config, work, store_port)
         np.savez(work / "train.npz", images=train_x.numpy(), labels=train_y.numpy())
         np.savez(work / "validation.npz", images=val_x.numpy(), labels=val_y.numpy())
         job = _Job(
@@ -150,7 +162,35 @@ def _backend(wanted: str, device: torch.device) -> str:
     return wanted
 
 
-def _launch_config(config: TrainingConfig, work: Path) -> LaunchConfig:
+@contextlib.contextmanager
+def _loopback_store() -> Iterator[int]:
+    """A store server that listens on 127.0.0.1 only, for the rendezvous of a one-node run; yields its port.
+
+    torch's ``TCPStore`` binds every interface and takes no address to bind,
+    but it takes a listening socket already bound (``master_listen_fd``). A
+    multi-tenant store is shared by every store of the process on the same
+    port, so the static rendezvous's store (created by the elastic launcher,
+    which hands its address to the workers) is this one.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind((LOOPBACK, 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
+    except OSError:
+        listener.close()
+        raise
+    # The store owns the socket from here on, and closes it when the last store using it goes.
+    store = dist.TCPStore(
+        LOOPBACK, port, is_master=True, multi_tenant=True, wait_for_workers=False, master_listen_fd=listener.detach()
+    )
+    try:
+        yield port
+    finally:
+        del store  # the server stops once the launcher's store of the same port is gone too
+
+
+def _launch_config(config: TrainingConfig, work: Path, store_port: int | None = None) -> LaunchConfig:
     spec = config.distributed
     device = resolve_device(config.device)
     if device.type == "cuda" and spec.nproc_per_node > torch.cuda.device_count():
@@ -158,12 +198,13 @@ def _launch_config(config: TrainingConfig, work: Path) -> LaunchConfig:
             f"training.distributed.nproc_per_node is {spec.nproc_per_node} but this node has "
             f"{torch.cuda.device_count()} CUDA device(s): one process per GPU"
         )
-    if spec.nnodes == 1:  # a store on a free local port, as torchrun --standalone
+    if spec.nnodes == 1:  # the loopback store on store_port (_loopback_store): this node is node 0
         rendezvous: dict[str, Any] = {
-            "rdzv_backend": "c10d",
-            "rdzv_endpoint": "127.0.0.1:0",
-            "rdzv_configs": {},
+            "rdzv_backend": "static",
+            "rdzv_endpoint": f"{LOOPBACK}:{store_port}",
+            "rdzv_configs": {"rank": 0, "timeout": RENDEZVOUS_TIMEOUT_S},
             "run_id": f"image-recognition-{uuid.uuid4().hex[:12]}",
+            "local_addr": LOOPBACK,
         }
     else:  # node 0's store; every node must name the same run (the store's key prefix)
         rendezvous = {
@@ -212,6 +253,8 @@ def _worker(job: _Job) -> None:
         torch.cuda.set_device(local_rank)
     else:
         torch.set_num_threads(job.threads)
+    if job.training["distributed"]["nnodes"] == 1:
+        _listen_on_loopback()
     _join_group(job.backend, rank, attempt)
     try:
         outcome = _train_share(job, rank, restarted=attempt > 0)
@@ -224,6 +267,26 @@ def _worker(job: _Job) -> None:
             partial.replace(Path(job.folder) / RESULT_FILE)
     finally:
         dist.destroy_process_group()
+
+
+def _listen_on_loopback() -> None:
+    """Keep this worker's gloo and NCCL sockets on the loopback interface: the ranks of one node meet there.
+
+    Without it gloo listens on the address of the host name, which is often
+    the network's, and NCCL on the first network interface it finds.
+    """
+    try:
+        names = {name for _, name in socket.if_nameindex()}
+    except OSError:
+        names = set()
+    interface = next((name for name in LOOPBACK_INTERFACES if name in names), None)
+    if interface is None:
+        logger.warning(
+            "no loopback interface (%s) found: gloo and NCCL choose their own", "/".join(LOOPBACK_INTERFACES)
+        )
+        return
+    os.environ["GLOO_SOCKET_IFNAME"] = interface
+    os.environ["NCCL_SOCKET_IFNAME"] = interface
 
 
 def _join_group(backend: str, rank: int, attempt: int) -> None:

@@ -23,6 +23,7 @@ from image_recognition.cifar10.split import channel_statistics, stratified_holdo
 from image_recognition.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive
 from image_recognition.errors import DataValidationError, ParameterError
 from image_recognition.pipelines.data_processing.params import DataParams
+from image_recognition.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def fetch_cifar10(params: dict[str, Any]) -> dict[str, Any]:
     moved into place only once its md5 matches. A cache on object storage
     (``cache_dir`` under an ``s3://`` data root) is checked and filled the same
     way through a local temporary copy, uploaded in one write once verified.
+    The description names the source without its credentials (``redact.py``).
     """
     config = DataParams.from_dict(params)
     source = config.source
@@ -43,7 +45,7 @@ def fetch_cifar10(params: dict[str, Any]) -> dict[str, Any]:
         return _fetch_to_store(config)
     target = storage.local_path(config.cache_dir) / source.archive_name
     md5 = _ensure_archive(target, config)
-    return {"url": source.url, "md5": md5, "path": target.as_posix(), "size_bytes": target.stat().st_size}
+    return {"url": redact_url(source.url), "md5": md5, "path": target.as_posix(), "size_bytes": target.stat().st_size}
 
 
 def _ensure_archive(target: Path, config: DataParams, where: str | None = None) -> str:
@@ -76,7 +78,7 @@ def _fetch_to_store(config: DataParams) -> dict[str, Any]:
             fs.put_file(str(local), path)
         if config.source.is_synthetic and (md5 != cached_md5 or not fs.isfile(stamp)):
             fs.put_file(str(local_stamp), stamp)
-        return {"url": config.source.url, "md5": md5, "path": url, "size_bytes": local.stat().st_size}
+        return {"url": redact_url(config.source.url), "md5": md5, "path": url, "size_bytes": local.stat().st_size}
 
 
 def _ensure_fetched(url: str, md5: str, target: Path, config: DataParams, where: str | None = None) -> None:
@@ -85,7 +87,7 @@ def _ensure_fetched(url: str, md5: str, target: Path, config: DataParams, where:
         if actual == md5:
             logger.info("Using verified archive %s (md5 %s); nothing to download", target, md5)
             return
-        logger.warning("%s has md5 %s, not %s; fetching it again from %s", target, actual, md5, url)
+        logger.warning("%s has md5 %s, not %s; fetching it again from %s", target, actual, md5, redact_url(url))
     try:
         fetch_verified(url, md5, target, retries=config.retries, timeout_s=config.timeout_s)
     except FetchError as exc:
@@ -227,7 +229,8 @@ def build_data_report(
     counts.insert(0, "class", data.class_names)
     counts.insert(0, "label", range(NUM_CLASSES))
     report = {
-        "source": {"url": archive["url"], "md5": archive["md5"], "size_bytes": archive["size_bytes"]},
+        # Redacted again: an archive record saved before URLs were redacted may still hold credentials.
+        "source": {"url": redact_url(archive["url"]), "md5": archive["md5"], "size_bytes": archive["size_bytes"]},
         "class_names": list(data.class_names),
         "split": {"validation_size": config.validation_size, "seed": config.seed},
         "sizes": {name: len(split["labels"]) for name, split in splits.items()},
