@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -50,18 +51,40 @@ class DiscardFailedRunHook:
 
     Kedro saves each node's outputs as soon as the node finishes. Were a run to
     fail after its split node, ``latest`` would then mix new splits with old
-    statistics. On a pipeline error this hook deletes, for every versioned
-    output of the pipeline, the folder of this run's save version, including
-    any file a failing save left half-written, on whatever filesystem the
-    dataset uses; earlier versions stay untouched.
+    statistics. This hook records each versioned dataset the run saves; on a
+    pipeline error it deletes those files, at this run's save version, on
+    whatever filesystem the dataset uses. Nothing else is touched: not earlier
+    versions, and not another run's files, even one that got the same save
+    version and made this run's save fail. A save that fails writes nothing
+    (every versioned dataset of the catalog writes its file whole or not at all).
 
     A run killed outright (SIGKILL, out of memory) or stopped with Ctrl-C gets
     no error hook from Kedro: its finished outputs stay, each complete.
+    Saves are recorded where hooks run in the session's process: Kedro's
+    ``SequentialRunner`` (the project's) and ``ThreadRunner``, not ``ParallelRunner``.
     """
+
+    def __init__(self) -> None:
+        # Names this run saved. settings.HOOKS holds one instance for every session of the
+        # process, and a process runs one session at a time.
+        self._saved: list[str] = []
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
+        self._saved = []
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
+        self._saved.append(dataset_name)
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], run_result: Any, pipeline: Pipeline, catalog: Any) -> None:
+        self._saved = []
 
     @hook_impl
     def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
-        for name in sorted(pipeline.all_outputs()):
+        saved, self._saved = self._saved, []
+        for name in sorted(set(saved)):
             dataset = catalog.get(name) if name in catalog else None
             version = getattr(getattr(dataset, "_version", None), "save", None)
             if not isinstance(dataset, AbstractVersionedDataset) or not version:
@@ -69,12 +92,15 @@ class DiscardFailedRunHook:
             # kedro-datasets' datasets and the project's keep their fsspec filesystem
             # in _fs: the version may be on object storage.
             fs = getattr(dataset, "_fs", None) or fsspec.filesystem("file")
-            folder = get_filepath_str(
-                dataset._get_versioned_path(version).parent, getattr(dataset, "_protocol", "file")
-            )
-            if fs.isdir(folder):
-                fs.rm(folder, recursive=True)
-                logger.warning("Run failed: removed %s, which it had saved", folder)
+            protocol = getattr(dataset, "_protocol", "file")
+            path = dataset._get_versioned_path(version)
+            file, folder = get_filepath_str(path, protocol), get_filepath_str(path.parent, protocol)
+            if fs.exists(file):
+                fs.rm(file)
+                logger.warning("Run failed: removed %s, which it had saved", file)
+            with contextlib.suppress(OSError):  # the version folder stays if anything else is in it
+                if fs.isdir(folder) and not fs.ls(folder):
+                    fs.rmdir(folder)
 
 
 class SelectedCheckpointHook:
@@ -85,6 +111,8 @@ class SelectedCheckpointHook:
     ``predict.model`` (``export.model``) names, so ``--load-versions=
     cnn.checkpoint:<version>`` pins it as it pins evaluation's. An unknown
     model name is left to the pipeline's parameter check, which names the fix.
+    A run of a pipeline that takes the checkpoint of a model never trained
+    stops before its first node, with the command that trains one.
     """
 
     ALIASES = {"predict_checkpoint": "params:predict.model", "export_checkpoint": "params:export.model"}
@@ -107,6 +135,16 @@ class SelectedCheckpointHook:
                     f"the saved versions are {', '.join(saved[-5:]) or 'none'} (newest last)"
                 )
             catalog[alias] = dataset
+
+    @hook_impl(tryfirst=True)  # before any tracking run opens; after ValidateParametersHook, registered later
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
+        from image_recognition.datasets.files import saved_versions  # noqa: PLC0415
+        from image_recognition.prediction import UntrainedModelError  # noqa: PLC0415
+
+        inputs = pipeline.inputs()
+        for alias, parameter in self.ALIASES.items():
+            if alias in inputs and alias in catalog and not saved_versions(catalog.get(alias)):
+                raise UntrainedModelError(catalog.load(parameter))
 
 
 class ValidateParametersHook:

@@ -8,11 +8,13 @@ from image_recognition.hooks import (
     SelectedCheckpointHook,
     ValidateParametersHook,
 )
-from image_recognition.tracking import MlflowTrackingHook, tracking_enabled
+from image_recognition.session_store import UniqueVersionStore
+from image_recognition.tracking import MlflowTrackingHook, RedactUrlsHook, tracking_enabled
 
 # Experiment tracking (the optional `mlflow` extra): kedro-mlflow registers its own
 # hook when installed; IMAGE_RECOGNITION_TRACKING=off unregisters it and leaves
-# the project's out (tracking.py). Kedro names plugins by distribution name.
+# the project's out (tracking.py); RedactUrlsHook keeps credentials of URLs out of
+# what kedro-mlflow logs. Kedro names plugins by distribution name.
 TRACKING = tracking_enabled()
 HOOKS = (
     DataStoreHook(),
@@ -20,9 +22,13 @@ HOOKS = (
     ValidateParametersHook(),
     InputVersionsHook(),
     DiscardFailedRunHook(),
-    *([MlflowTrackingHook()] if TRACKING else []),
+    *([RedactUrlsHook(), MlflowTrackingHook()] if TRACKING else []),
 )
 DISABLE_HOOKS_FOR_PLUGINS = () if TRACKING else ("kedro_mlflow",)
+
+# A session's id is the save version of all it saves; the store reserves it, so two
+# sessions that start in one millisecond still save distinct versions (session_store.py).
+SESSION_STORE_CLASS = UniqueVersionStore
 
 # Without --env or KEDRO_ENV, the recipes follow the hardware: conf/cpu is
 # layered between base and local where there is no CUDA (config_loader.py).

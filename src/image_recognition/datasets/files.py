@@ -31,6 +31,23 @@ _In = TypeVar("_In")
 _Out = TypeVar("_Out")
 
 
+@contextlib.contextmanager
+def whole_file_writer(fs: fsspec.AbstractFileSystem, protocol: str, path: str) -> Iterator[IO[bytes]]:
+    """A binary file to write ``path`` through: ``path`` appears only once the block succeeds, whole.
+
+    Locally a temporary file beside ``path`` (``.<name>.*.partial``, never
+    globbed as a version) renamed into place; elsewhere one write of the
+    complete bytes. ``path`` is a path of ``fs`` (see ``get_filepath_str``).
+    """
+    if protocol == "file":
+        with atomic_write(path) as handle:
+            yield handle
+    else:
+        buffer = io.BytesIO()
+        yield buffer
+        fs.pipe_file(path, buffer.getvalue())
+
+
 class FileDataset(AbstractVersionedDataset[_In, _Out]):
     """Constructor, filesystem, reads, atomic writes and existence shared by the one-file datasets."""
 
@@ -65,14 +82,10 @@ class FileDataset(AbstractVersionedDataset[_In, _Out]):
     @contextlib.contextmanager
     def _writer(self) -> Iterator[IO[bytes]]:
         """A binary file to save into; it becomes the saved version only if the block succeeds."""
-        path = get_filepath_str(self._get_save_path(), self._protocol)
-        if self._protocol == "file":
-            with atomic_write(path) as handle:
-                yield handle
-        else:
-            buffer = io.BytesIO()
-            yield buffer
-            self._fs.pipe_file(path, buffer.getvalue())
+        with whole_file_writer(
+            self._fs, self._protocol, get_filepath_str(self._get_save_path(), self._protocol)
+        ) as handle:
+            yield handle
         self._invalidate_cache()
 
     def _exists(self) -> bool:
