@@ -15,7 +15,10 @@ stops), and calls its ``main`` once per seed:
 The data comes from the archive, decoded by this project's hardened reader,
 into the ``cifar10/train.pt`` and ``test.pt`` files the reference loads, in a
 temporary folder. The reference does not seed itself; ``--seeds`` seeds torch
-before each run so a run can be repeated.
+before each run so a run can be repeated. Each run records the TTA accuracy
+``main`` returns and, from the final row it prints, the last epoch's accuracy
+without TTA and its own timer. ``gpu_benchmark.py --reference`` runs the same
+file unchanged on a GPU, beside the project's ``cnn`` recipe.
 
     PYTHONPATH=src python benchmarks/airbench_reference.py \\
         --reference airbench94.py --archive /path/to/cifar-10-python.tar.gz \\
@@ -38,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from common import logger, machine_info, setup_logging, write_json  # noqa: E402
 
-from image_recognition.cifar10.archive import load_cifar10_archive  # noqa: E402
+from image_recognition.cifar10.archive import CIFAR10Arrays, load_cifar10_archive  # noqa: E402
 
 # (text in airbench94.py, its CPU replacement, how many times it occurs)
 CPU_CHANGES: list[tuple[str, str, int]] = [
@@ -77,9 +80,8 @@ def cpu_source(reference: Path) -> str:
     return WALL_CLOCK_EVENT + source
 
 
-def write_reference_data(archive: str, folder: Path) -> None:
+def write_reference_data(data: CIFAR10Arrays, folder: Path) -> None:
     """cifar10/train.pt and test.pt as the reference saves them from torchvision (NHWC uint8)."""
-    data = load_cifar10_archive(archive)
     target = folder / "cifar10"
     target.mkdir(parents=True)
     for name, images, labels in (
@@ -94,14 +96,50 @@ def write_reference_data(archive: str, folder: Path) -> None:
         torch.save(payload, target / name)
 
 
-def run_reference(source: str, reference: Path, seed: int) -> dict[str, Any]:
-    """One call of the reference's ``main``; returns its TTA accuracy and wall time."""
+def load_reference(source: str, reference: Path) -> dict[str, Any]:
+    """Execute the reference's module code; returns its namespace (``main``, ``hyp``, ...)."""
     namespace: dict[str, Any] = {"__name__": "airbench94", "__file__": str(reference)}
     exec(compile(source, str(reference), "exec"), namespace)  # noqa: S102 (the user's reference file)
-    torch.manual_seed(seed)
-    start = time.perf_counter()
-    accuracy = namespace["main"](seed)
-    return {"seed": seed, "test_accuracy_tta": float(accuracy), "wall_time_s": time.perf_counter() - start}
+    return namespace
+
+
+def run_reference(namespace: dict[str, Any], seed: int | str) -> dict[str, Any]:
+    """One call of the reference's ``main(seed)`` after seeding torch.
+
+    Returns its TTA accuracy, and from the final row it prints (read by
+    wrapping its ``print_training_details``): the last epoch's accuracy
+    without TTA and its own timer, ``total_time_seconds`` (whitening,
+    training and the final TTA pass, without the per-epoch evaluations).
+    """
+    final: dict[str, Any] = {}
+    printer = namespace.get("print_training_details")
+    if printer is None:
+        raise SystemExit("error: the reference has no print_training_details: pass legacy/airbench94.py")
+
+    def capture(variables: dict[str, Any], is_final_entry: bool) -> None:
+        if is_final_entry:
+            final.update(variables)
+        printer(variables, is_final_entry)
+
+    namespace["print_training_details"] = capture
+    try:
+        torch.manual_seed(seed if isinstance(seed, int) else 0)
+        start = time.perf_counter()
+        accuracy = namespace["main"](seed)
+        wall = time.perf_counter() - start
+    finally:
+        namespace["print_training_details"] = printer
+    return {
+        "seed": seed,
+        "test_accuracy_tta": float(accuracy),
+        "test_accuracy_no_tta": _float_or_none(final.get("val_acc")),
+        "reference_time_s": _float_or_none(final.get("total_time_seconds")),
+        "wall_time_s": wall,
+    }
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def main() -> None:
@@ -124,11 +162,11 @@ def main() -> None:
         "runs": [],
     }
     with tempfile.TemporaryDirectory() as folder:
-        write_reference_data(args.archive, Path(folder))
+        write_reference_data(load_cifar10_archive(args.archive), Path(folder))
         os.chdir(folder)  # the reference loads ./cifar10/{train,test}.pt
         for seed in args.seeds:
             logger.info("airbench94 reference, seed %d", seed)
-            result["runs"].append(run_reference(source, args.reference, seed))
+            result["runs"].append(run_reference(load_reference(source, args.reference), seed))
             logger.info("seed %d: %.4f", seed, result["runs"][-1]["test_accuracy_tta"])
             write_json(result, out)
 

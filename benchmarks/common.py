@@ -27,11 +27,23 @@ from image_recognition.training.recipes import recipe
 
 logger = logging.getLogger("benchmarks")
 
-# Dense bf16 peak of the GPU a recipe is sized for (H100 SXM; an H200 has the
-# same), and the share of it a well-fed small model can sustain: the issue's
-# sizing rule is total training FLOPs / (40% of peak) <= 3 minutes.
+# Dense bf16 peak of the GPU a recipe is sized for (H100 SXM; an H200 has the same).
 REFERENCE_PEAK_TFLOPS = 989.0
-SUSTAINED_FRACTION = 0.4
+# airbench94's published run: 0.36 PFLOPs in 3.83 s on an A100 (312 TFLOP/s
+# dense bf16/fp16 peak), about 94 TFLOP/s or 30% of peak. It is the same
+# network as the cnn recipe, and the best utilisation known for it.
+AIRBENCH94_PFLOPS, AIRBENCH94_A100_SECONDS, A100_PEAK_TFLOPS = 0.36, 3.83, 312.0
+AIRBENCH94_TFLOPS = AIRBENCH94_PFLOPS * 1e3 / AIRBENCH94_A100_SECONDS
+AIRBENCH94_FRACTION = AIRBENCH94_TFLOPS / A100_PEAK_TFLOPS
+# The share of the peak each recipe can be expected to sustain, (low, high).
+# The cnn: at least airbench94's A100 rate (an H100 is not slower; 9.5% of its
+# peak), at most the same 30% share of the H100's peak (so small a net keeps a
+# smaller share of a higher peak busy). A small ViT (384 wide, 6 blocks, 64
+# tokens) at batch 512: 15 to 20%.
+SUSTAINED_FRACTIONS: dict[str, tuple[float, float]] = {
+    "cnn": (AIRBENCH94_TFLOPS / REFERENCE_PEAK_TFLOPS, AIRBENCH94_FRACTION),
+    "vit": (0.15, 0.20),
+}
 # The GPU recipes as users run them: record mode, on all of CIFAR-10's training images.
 CIFAR10_TRAIN_IMAGES = 50_000
 
@@ -136,14 +148,16 @@ def compute_estimate(model_name: str, settings: dict[str, Any], train_images: in
     per_image = training_flops_per_image(model_name, settings["model"])
     images = (train_images // training["batch_size"]) * training["batch_size"] * training["epochs"]
     total = per_image * images
-    sustained = SUSTAINED_FRACTION * REFERENCE_PEAK_TFLOPS * 1e12
+    low, high = SUSTAINED_FRACTIONS[model_name]
+    peak = REFERENCE_PEAK_TFLOPS * 1e12
     return {
         "training_gflops_per_image": per_image / 1e9,
         "images_seen": images,
         "total_pflops": total / 1e15,
         "reference_peak_tflops": REFERENCE_PEAK_TFLOPS,
-        "sustained_fraction": SUSTAINED_FRACTION,
-        "estimated_time_s": total / sustained,
+        "sustained_fraction": {"low": low, "high": high},
+        # The shortest time at the highest utilisation, the longest at the lowest.
+        "estimated_time_s": {"low": total / (high * peak), "high": total / (low * peak)},
     }
 
 
@@ -158,12 +172,14 @@ def gpu_recipe_estimates(vit_epochs: int | None = None) -> dict[str, Any]:
     }
     for name, estimate in found.items():
         logger.info(
-            "%s: %.3f GFLOPs per training image, %.1f PFLOPs in all, estimated %.0f s at %.0f%% of %.0f TFLOP/s",
+            "%s: %.3f GFLOPs per training image, %.2f PFLOPs in all, estimated %.1f-%.1f s at %.0f-%.0f%% of %.0f TFLOP/s",
             name,
             estimate["training_gflops_per_image"],
             estimate["total_pflops"],
-            estimate["estimated_time_s"],
-            100 * estimate["sustained_fraction"],
+            estimate["estimated_time_s"]["low"],
+            estimate["estimated_time_s"]["high"],
+            100 * estimate["sustained_fraction"]["low"],
+            100 * estimate["sustained_fraction"]["high"],
             estimate["reference_peak_tflops"],
         )
     return found
