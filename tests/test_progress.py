@@ -55,13 +55,16 @@ def test_without_a_terminal_progress_is_plain_lines_at_most_one_per_interval(mon
     job = JobProgress("vit", total_steps=100, images_per_step=10)
     job.start_part("epoch 1/2", 50)
     with caplog.at_level(logging.INFO, logger="image_recognition.progress"):
-        for _ in range(50):
+        for step in range(50):
             clock.now += 4.0  # a 4-second step
-            job.step(lambda: 0.5)
+            if step >= 10:  # the caller hands in a loss it has read
+                job.show_loss(0.5)
+            job.step()
     lines = progress_lines(caplog)
     # 200 s of work at one line per PLAIN_INTERVAL_S (30 s): a line every 8th step.
     assert len(lines) == 200 // 32
-    assert lines[0] == "vit epoch 1/2: step 8/50, loss 0.5000, 2 img/s, ETA 6:08"  # 92 steps left at 4 s
+    assert lines[0] == "vit epoch 1/2: step 8/50, 2 img/s, ETA 6:08"  # 92 steps left at 4 s; no loss yet
+    assert lines[1] == "vit epoch 1/2: step 16/50, loss 0.5000, 2 img/s, ETA 5:36"
 
 
 def test_a_training_run_without_a_terminal_writes_periodic_lines(tiny_run, monkeypatch, caplog):
@@ -86,6 +89,22 @@ def test_a_training_run_in_a_terminal_shows_a_bar_with_the_eta(tiny_run, monkeyp
     assert "simple_cnn epoch 1/2" in output and "simple_cnn epoch 2/2" in output
     assert re.search(r"4/4 loss \d+\.\d{4} \| [\d,]+ img/s \| ETA \d+:\d\d", output), output[-500:]
     assert not progress_lines(caplog)  # the bar replaces the plain lines
+
+
+def test_the_bar_shows_the_epochs_running_mean_loss_from_its_sums(tiny_run, monkeypatch):
+    """Not a loss the bar reads itself (each read waits for the device): at each epoch's end, its train_loss."""
+    console = Console(file=io.StringIO(), force_terminal=True, color_system=None, width=150)
+    monkeypatch.setattr(progress, "_rich_console", lambda: console)
+    shown_at_the_end = []
+    end_part = JobProgress.end_part
+
+    def record_and_end(self):
+        shown_at_the_end.append(self.loss)
+        end_part(self)
+
+    monkeypatch.setattr(JobProgress, "end_part", record_and_end)
+    history = train(**tiny_run).history
+    assert shown_at_the_end == pytest.approx([row["train_loss"] for row in history], rel=1e-6)
 
 
 def test_the_eta_warning_fires_only_past_the_threshold(tiny_run, monkeypatch, caplog):

@@ -6,8 +6,9 @@ Kedro already logs through, and its log lines print above the bar. Where
 output is not a terminal (Airflow task logs, CI, files) or rich is missing
 (a machine with only torch), a plain log line is written instead, at most
 one every :data:`PLAIN_INTERVAL_S` seconds of work. The caller's clock
-decides nothing: progress reads the time itself, between steps, and touches
-the device only through the loss values it is handed.
+decides nothing: progress reads the time itself, between steps. It never
+touches the device: the caller hands it a loss (:meth:`JobProgress.show_loss`)
+when it has read one anyway, so showing progress never waits for the device.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -23,8 +23,6 @@ logger = logging.getLogger(__name__)
 # Seconds between plain progress lines: at most about one every 10 s, at
 # least one a minute while steps are shorter than that.
 PLAIN_INTERVAL_S = 30.0
-# Seconds between refreshes of the bar's loss (reading a loss waits for the device).
-BAR_LOSS_INTERVAL_S = 1.0
 
 
 def format_duration(seconds: float) -> str:
@@ -69,8 +67,7 @@ class JobProgress:
         self._part_started = self._started
         self._part_steps = self._part_total = 0
         self._last_line = self._started
-        self._last_loss_read = 0.0
-        self.loss = float("nan")
+        self.loss: float | None = None  # the latest loss handed in; None: none yet (or none to show)
 
     def start_part(self, label: str, steps: int) -> None:
         """Begin one part (``epoch 3/10``) of ``steps`` steps."""
@@ -79,21 +76,21 @@ class JobProgress:
         if self._console is not None:
             self._open_bar(label, steps)
 
-    def step(self, read_loss: Callable[[], float] | None = None) -> None:
-        """Count one step; ``read_loss`` is called only when a line or the bar shows the loss."""
+    def show_loss(self, value: float) -> None:
+        """The loss the bar and the lines show from now on (a value the caller has already read)."""
+        self.loss = value
+
+    def step(self) -> None:
+        """Count one step."""
         self.steps += 1
         self._part_steps += 1
         now = time.perf_counter()
         if self._bar is not None:
-            if read_loss is not None and now - self._last_loss_read >= BAR_LOSS_INTERVAL_S:
-                self.loss, self._last_loss_read = read_loss(), now
             self._bar.update(self._task, completed=self._part_steps, **self._fields(now))
         elif now - self._last_line >= PLAIN_INTERVAL_S:
-            if read_loss is not None:
-                self.loss = read_loss()
             self._last_line = now
             fields = self._fields(now)
-            loss = "" if read_loss is None else f", loss {fields['loss']}"
+            loss = "" if self.loss is None else f", loss {fields['loss']}"
             logger.info(
                 "%s %s: step %d/%d%s, %s img/s, ETA %s",
                 self.name,
@@ -123,7 +120,7 @@ class JobProgress:
         seconds = max(now - self._part_started, 1e-9)
         eta = self.eta_s()
         return {
-            "loss": f"{self.loss:.4f}",
+            "loss": "-" if self.loss is None else f"{self.loss:.4f}",
             "rate": f"{self._part_steps * self.images_per_step / seconds:,.0f}",
             "eta": "?" if math.isnan(eta) else format_duration(eta),
         }

@@ -9,12 +9,14 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
+from image_recognition.training import strong_augmentation
 from image_recognition.training.strong_augmentation import (
     TRIVIAL_AUGMENT_OPS,
     apply_trivial_augment,
     autocontrast,
     brightness,
     contrast,
+    draw_epoch_augmentation,
     draw_trivial_augment_policy,
     equalize,
     mix_batch,
@@ -70,6 +72,48 @@ def test_each_image_gets_exactly_its_own_op_whatever_else_is_in_the_batch() -> N
         drew = ops == index
         alone = apply_trivial_augment(images[drew], ops[drew], magnitudes[drew])
         assert torch.allclose(out[drew], alone, atol=1e-6), TRIVIAL_AUGMENT_OPS[index]
+
+
+@pytest.mark.parametrize("mixes", [False, True])
+def test_an_epochs_draws_give_the_batches_that_drawing_at_each_step_gives(mixes: bool) -> None:
+    """Drawn ahead at the epoch's start and uploaded once, the policies and mixes are those of the same stream."""
+    steps, n = 3, 16
+    images = [random_images(n, seed=step) for step in range(steps)]
+    labels = torch.arange(n) % 10
+    mixing = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "switch_prob": 0.5}
+    drawn = draw_epoch_augmentation(steps, n, seeded(7), torch.device("cpu"), trivial_augment=0.5, mixes=mixes)
+    assert len(drawn.mix_rngs) == (steps if mixes else 0)
+    step_by_step = seeded(7)
+    for step in range(steps):
+        expected = trivial_augment(images[step], step_by_step, max_magnitude=0.5)
+        assert torch.equal(drawn.trivial_augment.apply(step, images[step]), expected)
+        if mixes:
+            mixed = mix_batch(expected, labels, 10, generator=drawn.mix_rngs[step], **mixing)
+            again = mix_batch(expected, labels, 10, generator=step_by_step, **mixing)
+            assert all(torch.equal(left, right) for left, right in zip(mixed, again, strict=True))
+    off = draw_epoch_augmentation(steps, n, seeded(7), torch.device("cpu"), trivial_augment=0.0, mixes=False)
+    assert off.trivial_augment is None and off.mix_rngs == []
+
+
+def test_sharpness_smooths_the_whole_batch_so_its_convolution_keeps_one_shape(monkeypatch) -> None:
+    """cudnn.benchmark autotunes every new input shape: a slice that changes size each step would retune each step."""
+    shapes = []
+    conv2d = F.conv2d
+
+    def recording_conv2d(images, *args, **kwargs):
+        shapes.append(tuple(images.shape))
+        return conv2d(images, *args, **kwargs)
+
+    images, magnitudes = random_images(40), torch.linspace(-1, 1, 40)
+    for sharpened in (1, 5, 40):
+        ops = torch.full((40,), OP["identity"])
+        ops[:sharpened] = OP["sharpness"]
+        alone = sharpness(images[:sharpened], 1.0 + magnitudes[:sharpened] * 0.99)
+        with monkeypatch.context() as patch:
+            patch.setattr(strong_augmentation.F, "conv2d", recording_conv2d)
+            out = apply_trivial_augment(images, ops, magnitudes)
+        assert torch.allclose(out[:sharpened], alone, atol=1e-6)
+    assert shapes == [(40, 3, 32, 32)] * 3
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -11,12 +11,17 @@ same seed gives the same batches on CPU and CUDA alike.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from image_recognition.training.augment import Rows
 
 # TrivialAugment-wide (Müller & Hutter 2021): each image gets one op from this
 # list, chosen uniformly, and one magnitude, chosen uniformly from the bins.
@@ -72,10 +77,23 @@ def _blend(degenerate: torch.Tensor, images: torch.Tensor, factors: torch.Tensor
     return torch.lerp(degenerate, images, _per_image(factors, images)).clamp_(0.0, 1.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _constants(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(luma weights (1, 3, 1, 1), normalised smoothing kernel (3, 3)) on ``device``, built once per device and dtype.
+
+    Building them from Python values is a host-to-device copy that waits for
+    the device, so it must not happen at every step: the epoch's
+    :class:`TrivialAugmentPlan` builds them before the first step.
+    """
+    luma = torch.tensor(_LUMA_WEIGHTS, device=device, dtype=dtype).view(1, -1, 1, 1)
+    kernel = torch.tensor(_SMOOTH_KERNEL, device=device, dtype=dtype)
+    return luma, kernel / kernel.sum()
+
+
 def grayscale(images: torch.Tensor) -> torch.Tensor:
     """Luma (N, 1, H, W) of RGB images; other channel counts use the channel mean."""
     if images.shape[1] == len(_LUMA_WEIGHTS):
-        weights = torch.tensor(_LUMA_WEIGHTS, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+        weights, _ = _constants(images.device, images.dtype)
         return (images * weights).sum(dim=1, keepdim=True)
     return images.mean(dim=1, keepdim=True)
 
@@ -102,13 +120,21 @@ def sharpness(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     The one-pixel border keeps its values, as in PIL, because the smoothing
     kernel does not fit there.
     """
+    return _blend(_with_interior(images, _smoothed_interior(images)), images, factors)
+
+
+def _smoothed_interior(images: torch.Tensor) -> torch.Tensor:
+    """Each image 3x3-smoothed where the kernel fits: (N, C, H - 2, W - 2)."""
     channels = images.shape[1]
-    kernel = torch.tensor(_SMOOTH_KERNEL, device=images.device, dtype=images.dtype)
-    kernel = (kernel / kernel.sum()).expand(channels, 1, 3, 3)
-    smoothed = F.conv2d(images, kernel, groups=channels)  # (N, C, H - 2, W - 2)
+    _, kernel = _constants(images.device, images.dtype)
+    return F.conv2d(images, kernel.expand(channels, 1, 3, 3), groups=channels)
+
+
+def _with_interior(images: torch.Tensor, interior: torch.Tensor) -> torch.Tensor:
+    """A copy of ``images`` whose pixels inside the one-pixel border are ``interior``'s."""
     degenerate = images.clone()
-    degenerate[:, :, 1:-1, 1:-1] = smoothed
-    return _blend(degenerate, images, factors)
+    degenerate[:, :, 1:-1, 1:-1] = interior
+    return degenerate
 
 
 def _to_levels(images: torch.Tensor) -> torch.Tensor:
@@ -171,11 +197,13 @@ def affine_warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     image is filled with mid grey (sampling ``images - 0.5`` with zero padding).
     """
     _, _, h, w = images.shape
-    # Pixel offsets from the centre -> affine_grid's [-1, 1] coordinates: divide by half the side.
-    half = torch.tensor([w / 2.0, h / 2.0], device=matrices.device, dtype=matrices.dtype)
-    theta = torch.cat(
-        [matrices[:, :, :2] * half.view(1, 1, 2) / half.view(1, 2, 1), matrices[:, :, 2:] / half.view(1, 2, 1)], dim=2
-    )  # (N, 2, 3)
+    # Pixel offsets from the centre -> affine_grid's [-1, 1] coordinates: divide by half the
+    # side. Python scalars, not a tensor of the halves: that would be a host-to-device copy.
+    theta = matrices.clone()  # (N, 2, 3)
+    theta[:, :, 0] *= w / 2.0  # the input's x and y columns, in half sides
+    theta[:, :, 1] *= h / 2.0
+    theta[:, 0] /= w / 2.0  # the output's x and y rows
+    theta[:, 1] /= h / 2.0
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
     warped = F.grid_sample(images - _FILL_VALUE, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return (warped + _FILL_VALUE).clamp_(0.0, 1.0)
@@ -250,24 +278,62 @@ _PIXEL_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
+class SortedPolicy(NamedTuple):
+    """A policy with its batch sorted by op: op k's images are ``order[starts[k]:starts[k + 1]]``.
+
+    With a leading steps dimension (``TrivialAugmentPlan``), each field holds
+    one row, and ``starts`` one list, per step.
+    """
+
+    order: torch.Tensor  # (N,) batch position of each sorted image
+    ops: torch.Tensor  # (N,) op indices, sorted
+    magnitudes: torch.Tensor  # (N,) float32 signed magnitudes, in the sorted order
+    starts: list[int]  # host ints: len(TRIVIAL_AUGMENT_OPS) + 1 slice bounds
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> SortedPolicy:
+        """The tensors on ``device``; ``starts`` stays on the host."""
+        moved = (tensor.to(device, non_blocking=non_blocking) for tensor in (self.order, self.ops, self.magnitudes))
+        return SortedPolicy(*moved, self.starts)
+
+
+def sort_policy(op_indices: torch.Tensor, signed_magnitudes: torch.Tensor) -> SortedPolicy:
+    """Sort (..., N) policies by op along the last dimension, on the policy's device.
+
+    The slice bounds are counted there too: a policy drawn on the host is
+    sorted and counted without touching the device.
+    """
+    order = torch.argsort(op_indices, dim=-1, stable=True)
+    ops = op_indices.gather(-1, order)
+    magnitudes = signed_magnitudes.float().gather(-1, order)
+    counts = torch.zeros((*ops.shape[:-1], len(TRIVIAL_AUGMENT_OPS)), dtype=torch.int64, device=ops.device)
+    counts.scatter_add_(-1, ops, torch.ones_like(ops))
+    starts = F.pad(counts.cumsum(-1), (1, 0)).tolist()
+    return SortedPolicy(order, ops, magnitudes, starts)
+
+
 def apply_trivial_augment(
     images: torch.Tensor, op_indices: torch.Tensor, signed_magnitudes: torch.Tensor
 ) -> torch.Tensor:
     """Apply each image's op at its magnitude (see ``draw_trivial_augment_policy``).
 
-    The batch is sorted by op so that each op type runs once, on the slice of
-    images that drew it (all geometric ops share one warp), and the results are
-    put back in place with one ``index_copy_``. That is ~14x less arithmetic
-    than running every op on the whole batch. The slice sizes are read on the
-    policy's device: a policy drawn on the CPU costs no host-device sync.
+    The policy is sorted where it was drawn and then moved to the images'
+    device: a policy drawn on the CPU costs no device sync, but one
+    host-to-device copy (a training step uses :class:`TrivialAugmentPlan`).
     """
-    ops = op_indices.to(images.device)
-    order = torch.argsort(ops, stable=True)
-    sorted_images, sorted_ops = images[order], ops[order]
-    sorted_magnitudes = signed_magnitudes.to(images.device, torch.float32)[order]
-    # Counted where the policy was drawn: with a CPU generator, no device sync.
-    counts = torch.bincount(op_indices, minlength=len(TRIVIAL_AUGMENT_OPS)).tolist()
-    starts = np.cumsum([0, *counts]).tolist()  # op k's images are sorted_*[starts[k]:starts[k + 1]]
+    return _apply_sorted(images, sort_policy(op_indices, signed_magnitudes).to(images.device))
+
+
+def _apply_sorted(images: torch.Tensor, policy: SortedPolicy) -> torch.Tensor:
+    """Apply a sorted policy: each op type runs once, on the slice of images that drew it.
+
+    All geometric ops share one warp, and the results are put back in place
+    with one ``index_copy_``: ~14x less arithmetic than running every op on
+    the whole batch. Sharpness alone smooths the whole batch, so that its
+    convolution has the same shape at every step (cudnn.benchmark autotunes
+    each new shape); its slice is taken afterwards.
+    """
+    order, sorted_ops, sorted_magnitudes, starts = policy
+    sorted_images = images[order]
     _, _, h, w = images.shape
     pieces = []
     for index, name in enumerate(TRIVIAL_AUGMENT_OPS):
@@ -280,11 +346,29 @@ def apply_trivial_augment(
         if name == _GEOMETRIC_OPS[0]:
             matrices = geometric_matrices(sorted_ops[chunk], sorted_magnitudes[chunk], h, w)
             pieces.append(affine_warp(sorted_images[chunk], matrices))
+        elif name == "sharpness":
+            degenerate = _with_interior(sorted_images[chunk], _smoothed_interior(sorted_images)[chunk])
+            factors = 1.0 + sorted_magnitudes[chunk] * _MAX_COLOUR_DELTA
+            pieces.append(_blend(degenerate, sorted_images[chunk], factors))
         else:
             pieces.append(_PIXEL_OPS[name](sorted_images[chunk], sorted_magnitudes[chunk]))
     if not pieces:  # an empty batch
         return images.clone()
     return torch.empty_like(images).index_copy_(0, order, torch.cat(pieces))
+
+
+def _check_unit_images(images: torch.Tensor) -> None:
+    if not images.is_floating_point() or images.ndim != 4:  # noqa: PLR2004 (N, C, H, W)
+        raise ValueError(
+            f"trivial_augment expects float images (N, C, H, W) on the 0..1 scale, got {images.dtype} "
+            f"{tuple(images.shape)}; convert uint8 images with images.float() / 255 before normalising"
+        )
+
+
+def _augment_in_float32(images: torch.Tensor, policy: SortedPolicy) -> torch.Tensor:
+    work = images.to(torch.float32, memory_format=torch.contiguous_format)
+    out = _apply_sorted(work, policy)
+    return out.clamp_(0.0, 1.0).to(images.dtype).contiguous()
 
 
 def trivial_augment(
@@ -298,15 +382,81 @@ def trivial_augment(
     NCHW batch of the input's shape and dtype, clamped to [0, 1]; arithmetic
     runs in float32 whatever the input precision.
     """
-    if not images.is_floating_point() or images.ndim != 4:  # noqa: PLR2004 (N, C, H, W)
-        raise ValueError(
-            f"trivial_augment expects float images (N, C, H, W) on the 0..1 scale, got {images.dtype} "
-            f"{tuple(images.shape)}; convert uint8 images with images.float() / 255 before normalising"
-        )
+    _check_unit_images(images)
     op_indices, signed_magnitudes = draw_trivial_augment_policy(len(images), generator, magnitude_bins, max_magnitude)
-    work = images.to(torch.float32, memory_format=torch.contiguous_format)
-    out = apply_trivial_augment(work, op_indices, signed_magnitudes)
-    return out.clamp_(0.0, 1.0).to(images.dtype).contiguous()
+    return _augment_in_float32(images, sort_policy(op_indices, signed_magnitudes).to(images.device))
+
+
+@dataclass(frozen=True)
+class TrivialAugmentPlan:
+    """An epoch's TrivialAugment policies, drawn on the host and uploaded to the device once.
+
+    Applying step ``s``'s policy (:meth:`apply`) reads nothing from the host
+    and copies nothing to the device: the sorted policies of all steps sit on
+    the device as (steps, N) tensors, their slice bounds on the host.
+    """
+
+    sorted: SortedPolicy  # (steps, N) tensors; starts: one list per step
+
+    @classmethod
+    def upload(cls, policies: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> TrivialAugmentPlan:
+        """Sort host-drawn (op indices, signed magnitudes) pairs, one per step, and copy them to ``device``.
+
+        Pinned and non-blocking on CUDA: one asynchronous copy per tensor. The
+        per-device constants the ops need are built here too, not in a step.
+        """
+        ops = torch.stack([op_indices for op_indices, _ in policies])
+        magnitudes = torch.stack([signed for _, signed in policies])
+        host = sort_policy(ops, magnitudes)
+        if device.type == "cuda":
+            host = SortedPolicy(*(tensor.pin_memory() for tensor in host[:3]), host.starts)
+        plan = cls(host.to(device, non_blocking=True))
+        _constants(plan.sorted.magnitudes.device, torch.float32)
+        return plan
+
+    def apply(self, step: int, images: torch.Tensor) -> torch.Tensor:
+        """TrivialAugment of step ``step``'s batch: as :func:`trivial_augment` with that step's policy."""
+        _check_unit_images(images)
+        order, ops, magnitudes, starts = self.sorted
+        return _augment_in_float32(images, SortedPolicy(order[step], ops[step], magnitudes[step], starts[step]))
+
+
+@dataclass(frozen=True)
+class EpochAugmentation:
+    """What one epoch's strong augmentation draws on the host, drawn before its first step."""
+
+    trivial_augment: TrivialAugmentPlan | None  # None: TrivialAugment off
+    mix_rngs: list[np.random.Generator]  # one per step for mix_batch; empty when not mixing
+
+
+def draw_epoch_augmentation(
+    steps: int,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    *,
+    trivial_augment: float,
+    mixes: bool,
+    rows: Rows | None = None,
+) -> EpochAugmentation:
+    """Draw every step's TrivialAugment policy (at magnitude ``trivial_augment``; 0 is off) and MixUp/CutMix choices.
+
+    ``generator`` is a CPU generator. The numbers are drawn step by step in the
+    order in which a step would draw them itself (the policy, then the mix),
+    so a seed gives the same batches as :func:`trivial_augment` and
+    :func:`mix_batch` called at each step with it. The policies reach the
+    device in one upload. With ``rows`` (a data-parallel process's rows of
+    each batch), each policy is drawn for the whole batch and kept for them.
+    """
+    policies, mix_rngs = [], []
+    for _ in range(steps):
+        if trivial_augment > 0:
+            policy = draw_trivial_augment_policy(batch_size, generator, max_magnitude=trivial_augment)
+            policies.append(policy if rows is None else tuple(rows.take(part) for part in policy))
+        if mixes:
+            mix_rngs.append(_draw_rng(generator))
+    plan = TrivialAugmentPlan.upload(policies, device) if policies else None
+    return EpochAugmentation(plan, mix_rngs)
 
 
 def _draw_rng(generator: torch.Generator) -> np.random.Generator:
@@ -332,7 +482,7 @@ def mix_batch(
     mixup_alpha: float,
     cutmix_alpha: float,
     switch_prob: float,
-    generator: torch.Generator,
+    generator: torch.Generator | np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """MixUp (Zhang et al. 2018) or CutMix (Yun et al. 2019) of the batch with itself reversed.
 
@@ -342,6 +492,9 @@ def mix_batch(
     is chosen with probability ``switch_prob``; an alpha of 0 turns that method
     off. CutMix's lambda is corrected to the exact pasted area. Returns the
     mixed images (inputs untouched) and float32 soft targets (N, num_classes).
+    The batch's choices come from a NumPy generator seeded from ``generator``,
+    or from ``generator`` itself when it is one (drawn ahead by
+    :func:`draw_epoch_augmentation`).
     """
     if mixup_alpha < 0 or cutmix_alpha < 0 or not 0.0 <= switch_prob <= 1.0:
         raise ValueError(
@@ -351,7 +504,7 @@ def mix_batch(
     targets = F.one_hot(labels.long(), num_classes).float()
     if mixup_alpha == 0 and cutmix_alpha == 0:
         return images, targets
-    rng = _draw_rng(generator)
+    rng = generator if isinstance(generator, np.random.Generator) else _draw_rng(generator)
     use_cutmix = cutmix_alpha > 0 and (mixup_alpha == 0 or rng.random() < switch_prob)
     alpha = cutmix_alpha if use_cutmix else mixup_alpha
     lam = float(rng.beta(alpha, alpha))
