@@ -42,22 +42,26 @@ def resolve_device(name: str | torch.device | None = AUTO) -> torch.device:
 @contextlib.contextmanager
 def configure_backends(device: torch.device, tf32: bool) -> Iterator[None]:
     """TF32 and cuDNN autotuning on CUDA (faster; not bit-reproducible) while
-    the block runs; the caller's settings are restored afterwards."""
+    the block runs; the caller's settings are restored afterwards.
+
+    TF32 goes through the ``fp32_precision`` settings ("tf32" or "ieee") of
+    cuBLAS matmuls and cuDNN convolutions, never the legacy ``allow_tf32``
+    flags: Inductor reads the new ones, and torch raises when a process mixes
+    the two.
+    """
     if device.type != "cuda":
         yield
         return
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = (matmul.fp32_precision, conv.fp32_precision, torch.backends.cudnn.benchmark)
+    precision = "tf32" if tf32 else "ieee"
+    matmul.fp32_precision = precision
+    conv.fp32_precision = precision
     torch.backends.cudnn.benchmark = True
     try:
         yield
     finally:
-        (
-            torch.backends.cuda.matmul.allow_tf32,
-            torch.backends.cudnn.allow_tf32,
-            torch.backends.cudnn.benchmark,
-        ) = saved
+        matmul.fp32_precision, conv.fp32_precision, torch.backends.cudnn.benchmark = saved
 
 
 def cpu_has_native_bf16() -> bool:

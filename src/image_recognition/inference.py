@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from image_recognition.device import autocast, resolve_device
+from image_recognition.device import autocast, configure_backends, resolve_device
 from image_recognition.models import build_model
 from image_recognition.progress import JobProgress
 from image_recognition.tensors import Normalizer, as_uint8_tensor
@@ -82,11 +82,14 @@ def predict_logits(  # noqa: PLR0913 (the evaluation API names every input)
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     progress: str | None = None,
+    tf32: bool = True,
 ) -> torch.Tensor:
     """Float32 logits (N, classes) on the CPU for uint8 images (N, C, H, W).
 
     ``device`` defaults to the model's. The model is put in eval mode. With
     ``progress`` (a name), a bar or periodic log lines show the batches done.
+    The passes run under training's backend settings (:func:`configure_backends`:
+    cuDNN autotuning, and TF32 unless ``tf32`` is False), restored afterwards.
     """
     if device is None:
         device = next(model.parameters()).device
@@ -100,7 +103,7 @@ def predict_logits(  # noqa: PLR0913 (the evaluation API names every input)
     shown = JobProgress(progress, len(batches), batch_size) if progress else None
     if shown:
         shown.start_part(f"{len(pixels):,} images", len(batches))
-    with autocast(device, autocast_dtype):
+    with configure_backends(device, tf32), autocast(device, autocast_dtype):
         for start in batches:
             batch = normalize(pixels[start : start + batch_size]).contiguous(memory_format=memory_format)
             outputs.append(tta_logits(model, batch, tta).float().cpu())

@@ -281,6 +281,7 @@ def _probabilities(images: torch.Tensor, checkpoint: dict[str, Any], config: Pre
         device=device,
         autocast_dtype=recipe.autocast_dtype,
         channels_last=recipe.channels_last,
+        tf32=recipe.tf32,
         progress=f"predicting {len(images):,} images with {checkpoint['model_name']} (tta {tta})",
     )
     return logits.softmax(dim=1)

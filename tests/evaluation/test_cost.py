@@ -96,21 +96,25 @@ def test_cost_states_its_views_and_flops_per_prediction(tta, views):
 
 def test_cost_record_counts_parameters_and_takes_training_times_from_the_last_epoch():
     model = Recorder()
-    history = [{"train_time_s": 1.0, "compile_time_s": 9.0}, {"train_time_s": 2.5, "compile_time_s": 9.0}]
+    history = [
+        {"train_time_s": 1.0, "compile_time_s": 9.0, "compiled": True},
+        {"train_time_s": 2.5, "compile_time_s": 9.0, "compiled": False},
+    ]
     cost = measure_cost(
         model, tta="none", recipe=FP32, device=CPU, batch_size=2, batches=1, latency_repeats=1, history=history
     )
     assert cost["parameters"] == sum(p.numel() for p in model.parameters())
     assert (cost["training_time_s"], cost["compile_time_s"]) == (2.5, 9.0)
+    assert cost["compiled"] is False  # the run fell back to eager steps: its times are eager times
     assert (cost["device"], cost["peak_memory_mib"]) == ("cpu", None) and cost["device_name"]
 
 
 @pytest.mark.parametrize(
     ("history", "times"),
     [
-        (None, (None, None)),  # no history: nothing to report
-        ([{"train_time_s": 3}], (3.0, 0.0)),  # a checkpoint from before compile times were recorded
-        ([{"train_time_s": 3, "compile_time_s": None}], (3.0, 0.0)),
+        (None, (None, None, None)),  # no history: nothing to report
+        ([{"train_time_s": 3}], (3.0, 0.0, None)),  # a checkpoint from before compile times were recorded
+        ([{"train_time_s": 3, "compile_time_s": None}], (3.0, 0.0, None)),
     ],
 )
 def test_training_times_of_old_or_missing_histories(history, times):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import pytest
@@ -218,3 +219,38 @@ def test_the_parameter_limit_is_configurable() -> None:
 def test_infinite_sizes_and_quoted_booleans_are_refused(name: str, config: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate_model_config(name, config)
+
+
+def test_the_whitening_conv_runs_in_float32_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    model = build_model("cnn", TINY_CONFIGS["cnn"]).train()
+    images = torch.randn(4, 3, 32, 32) * 2
+    model.init_whitening(images)
+    with torch.no_grad():
+        model.whiten.bias.normal_()
+    outputs = []
+    model.whiten.register_forward_hook(lambda module, args, output: outputs.append(output))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(images)
+    whitened = outputs[0]
+    assert whitened.dtype == torch.float32
+    full_precision = torch.nn.functional.conv2d(images, model.whiten.weight, model.whiten.bias)
+    torch.testing.assert_close(whitened, full_precision)  # float32 tolerances: no bf16 rounding
+    assert logits.dtype == torch.bfloat16  # the rest of the network still runs in bf16
+
+
+def test_the_conv_stem_tokens_are_a_contiguous_view_of_its_output() -> None:
+    """channels_last: no transposing copy between the stem and the blocks."""
+    model = build_model("vit", {"stem": "conv", "stem_channels": [8, 16], "patch_size": 4, "embed_dim": 32})
+    outputs = []
+    model.patch_embed.proj.register_forward_hook(lambda module, inputs, output: outputs.append(output))
+    images = torch.randn(2, 3, 32, 32)
+    tokens = model.patch_embed(images)
+    assert tokens.shape == (2, 64, 32)
+    assert tokens.is_contiguous()
+    assert tokens.untyped_storage().data_ptr() == outputs[0].untyped_storage().data_ptr()
+    # The same function of the image as the stem in the default layout (NCHW weights and activations).
+    nchw = copy.deepcopy(model.patch_embed).to(memory_format=torch.contiguous_format)
+    reference = nchw.proj(nchw.stages(images))
+    assert reference.is_contiguous()
+    torch.testing.assert_close(tokens, reference.flatten(2).transpose(1, 2))

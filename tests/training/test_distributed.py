@@ -13,11 +13,15 @@ import psutil
 import pytest
 import torch
 import torch.distributed as dist
+from torch._dynamo.testing import CompileCounter
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from image_recognition.errors import ParameterError
+from image_recognition.models import build_model
 from image_recognition.models.tiny import TINY_MODELS
-from image_recognition.training import NonFiniteLossError, TrainingConfig, train
-from image_recognition.training.ddp import SyncBatchNorm2d
+from image_recognition.training import NonFiniteLossError, TrainingConfig, engine, launch, train
+from image_recognition.training.ddp import ProcessGroup, SyncBatchNorm2d, convert_sync_batchnorm
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow  # each run starts worker processes
@@ -32,7 +36,7 @@ EXACT = {
     "label_smoothing": 0.1,
     "flip": "alternating",
     "translate": 2,
-    "whiten_bias_epochs": 1,  # the cnn's stem bias freezes mid-run: DDP is rebuilt around it
+    "whiten_bias_epochs": 1,  # the cnn's stem bias freezes mid-run, in the optimiser: one DDP wrapper
     "log_every": 0,
 }
 TWO = {"nproc_per_node": 2}
@@ -59,7 +63,9 @@ def _largest_difference(left: dict, right: dict) -> float:
 
 
 VIT = {**TINY_MODELS["vit"], "drop_path_rate": 0.0}  # patch stem: no BatchNorm
-VIT_TRAINING = {**EXACT, "optimizer": "adamw", "lr": 1e-3}
+# With the strong augmentation and MixUp/CutMix: each rank makes its share and the share mixed with it.
+STRONG = {"trivial_augment": 1.0, "cutout": 8, "mixup_alpha": 0.8, "cutmix_alpha": 1.0}
+VIT_TRAINING = {**EXACT, **STRONG, "optimizer": "adamw", "lr": 1e-3}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +86,7 @@ def test_two_processes_end_with_the_weights_of_one_for_vit(small: dict, one_vit)
 def test_two_processes_with_sync_batchnorm_end_with_the_weights_of_one_for_cnn(small: dict) -> None:
     model = TINY_MODELS["cnn"]
     one = train("cnn", model, EXACT, **small)
-    synced = train("cnn", model, {**EXACT, "distributed": TWO}, **small)  # sync_batchnorm: auto
+    synced = train("cnn", model, {**EXACT, "distributed": {**TWO, "sync_batchnorm": True}}, **small)
     per_share = train("cnn", model, {**EXACT, "distributed": {**TWO, "sync_batchnorm": False}}, **small)
     assert _largest_difference(one.checkpoint["model_state"], synced.checkpoint["model_state"]) < 1e-3
     assert [row["train_accuracy"] for row in synced.history] == [row["train_accuracy"] for row in one.history]
@@ -230,3 +236,132 @@ def test_sync_batchnorm_normalises_each_share_with_the_whole_batch_statistics() 
     for rank in (0, 1):
         torch.testing.assert_close(shares[rank][2], reference.running_mean)
         torch.testing.assert_close(shares[rank][3], reference.running_var)
+
+
+class _HostReads(TorchDispatchMode):
+    """Records every op that reads a tensor's value on the host or makes a tensor from host data."""
+
+    SYNCING = ("aten::_local_scalar_dense", "aten::lift_fresh", "aten::equal", "aten::is_nonzero")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func._schema.name in self.SYNCING:
+            self.seen.append(func._schema.name)
+        return func(*args, **(kwargs or {}))
+
+
+def _host_reads_worker(rank: int, port: int, queue: multiprocessing.Queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        seen = []
+        for momentum in (0.3, None):  # None: a cumulative average over the batches seen
+            norm = SyncBatchNorm2d(3, momentum=momentum)
+            share = torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(rank)).requires_grad_(True)
+            with _HostReads() as reads:
+                for _ in range(2):
+                    norm(share).square().sum().backward()
+            seen += reads.seen
+        queue.put((rank, seen))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
+def test_sync_batchnorm_reads_nothing_on_the_host_under_ddp_on_gloo() -> None:
+    """No .item() and no tensor from host data: on a GPU either would make every BatchNorm layer wait."""
+    for rank, (seen,) in _in_two_processes(_host_reads_worker).items():
+        assert seen == [], f"rank {rank}: {seen}"
+
+
+def test_sync_batchnorm_is_the_projects_own_on_cuda_too() -> None:
+    """torch.nn.SyncBatchNorm reads a value on the host in every layer; SyncBatchNorm2d does not."""
+    model = convert_sync_batchnorm(build_model("cnn", {"widths": [8, 16, 16]}), torch.device("cuda"))
+    norms = [module for module in model.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(type(norm) is SyncBatchNorm2d for norm in norms)
+
+
+def test_a_cuda_worker_binds_its_gpu_to_the_process_group(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(launch.dist, "TCPStore", lambda *args, **kwargs: object())
+    monkeypatch.setattr(launch.dist, "PrefixStore", lambda prefix, store: store)
+    monkeypatch.setattr(launch.dist, "init_process_group", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "1")
+    launch._join_group("nccl", 1, 0, torch.device("cuda", 1))
+    launch._join_group("gloo", 1, 0)
+    assert [call["device_id"] for call in calls] == [torch.device("cuda", 1), None]
+
+
+@pytest.fixture()
+def group_of_one(monkeypatch):
+    """A real gloo group of this one process, which the engine takes for rank ``rank`` of ``world_size``.
+
+    The engine then shares each batch and wraps the model in DDP as in a
+    worker, in this process, where a test can watch it.
+    """
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+
+    def join(rank: int, world_size: int) -> None:
+        monkeypatch.setattr(engine, "current_group", lambda: ProcessGroup(rank, world_size, 0))
+
+    yield join
+    dist.destroy_process_group()
+
+
+def test_one_ddp_wrapper_and_one_compiled_graph_across_the_whitening_freeze(small, monkeypatch, group_of_one) -> None:
+    counter = CompileCounter()  # counts the graphs Dynamo hands to the backend; runs them eagerly
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module: compile_(module, backend=counter))
+    seen = []
+    train_epoch = engine._Trainer._train_epoch
+
+    def spy(self, epoch):
+        row = train_epoch(self, epoch)
+        seen.append((self.train_model, self.model.whiten.bias.requires_grad, counter.frame_count))
+        return row
+
+    monkeypatch.setattr(engine._Trainer, "_train_epoch", spy)
+    group_of_one(0, 1)
+    training = {**EXACT, "epochs": 3, "compile": True, "distributed": {"sync_batchnorm": True}}
+    result = train("cnn", TINY_MODELS["cnn"], training, **small)
+    wrappers, requires_grad, graphs = zip(*seen, strict=True)
+    assert all(wrapper is wrappers[0] for wrapper in wrappers)  # the bias froze after epoch 1: no new wrapper
+    assert all(requires_grad)
+    assert graphs[0] > 0 and len(set(graphs)) == 1  # nothing traced again after the freeze
+    assert result.compiled
+    ddp = wrappers[0]._orig_mod
+    assert isinstance(ddp, DistributedDataParallel) and ddp.broadcast_buffers is False
+
+
+@pytest.mark.parametrize("mixes", [False, True], ids=["share", "share-and-mirror"])
+def test_a_rank_makes_only_its_rows_of_each_batch_and_they_equal_one_process(
+    small, monkeypatch, group_of_one, mixes: bool
+) -> None:
+    """Rank 1 of 2: the random numbers of the whole batch, the pixels of its rows only."""
+    training = {**EXACT, "epochs": 1, "flip": "random", "cutout": 8, "trivial_augment": 1.0}
+    if mixes:
+        training.update(mixup_alpha=0.8, cutmix_alpha=1.0)
+    batches, augmented = [], []
+    make_batch, augment = engine._Trainer._batch, engine.augment
+    monkeypatch.setattr(engine._Trainer, "_batch", lambda *args: batches.append(make_batch(*args)) or batches[-1])
+    monkeypatch.setattr(
+        engine, "augment", lambda images, **kwargs: augmented.append(len(images)) or augment(images, **kwargs)
+    )
+    train("simple_cnn", {}, training, **small)
+    whole, batches = batches, []
+    group_of_one(1, 2)
+    train("simple_cnn", {}, training, **small)
+    half = EXACT["batch_size"] // 2
+    # Its share, and the mirrored share that MixUp and CutMix pair with it: half the batch, then all of it for 2 ranks.
+    assert augmented[len(whole) :] == [2 * half if mixes else half] * len(batches)
+    assert len(batches) == len(whole)
+    for (images, labels, targets), (all_images, all_labels, all_targets) in zip(batches, whole, strict=True):
+        torch.testing.assert_close(images, all_images[half:])
+        assert torch.equal(labels, all_labels[half:])
+        if mixes:
+            torch.testing.assert_close(targets, all_targets[half:])

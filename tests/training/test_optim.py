@@ -8,7 +8,14 @@ from torch import nn
 
 from image_recognition.models import build_model
 from image_recognition.training.config import TrainingConfig
-from image_recognition.training.optim import WeightEMA, lr_factor, parameter_groups
+from image_recognition.training.optim import (
+    WHITENING_BIAS,
+    WeightEMA,
+    build_optimizer,
+    build_scheduler,
+    lr_factor,
+    parameter_groups,
+)
 from image_recognition.training.recipes import recipe
 
 
@@ -89,3 +96,57 @@ def test_ema_update_averages_floats_copies_counters_and_looks_ahead() -> None:
         expected = 0.75 * before[key] + 0.25 * live_before_lookahead
         torch.testing.assert_close(ema.state_dict()[key], expected)
         torch.testing.assert_close(value, expected)  # lookahead: the live weights take the average
+
+
+def test_ema_updates_reuse_their_tensor_lists_and_follow_in_place_weight_changes(monkeypatch) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = WeightEMA(model)
+    calls = []
+    state_dict = model.state_dict
+    monkeypatch.setattr(model, "state_dict", lambda *args, **kwargs: calls.append(1) or state_dict(*args, **kwargs))
+    expected = {key: value.clone() for key, value in ema.state_dict().items()}
+    for step in range(3):
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(1.0)  # in place, as an optimizer step
+        model[1].num_batches_tracked.fill_(step)
+        ema.update(model, decay=0.5)
+        for key, live in state_dict().items():
+            expected[key] = live.clone() if key.endswith("num_batches_tracked") else 0.5 * expected[key] + 0.5 * live
+    assert len(calls) <= 1  # the lists are built once, not at every step
+    for key, value in expected.items():
+        torch.testing.assert_close(ema.state_dict()[key], value)
+
+
+def test_a_frozen_whitening_bias_keeps_its_value_and_lr_0_through_the_schedule() -> None:
+    """The freeze is in the optimiser, not in requires_grad: one graph, one DDP wrapper for the run."""
+    config = TrainingConfig.from_dict(recipe("cnn")["training"])  # decays biases; warm-up lr grows each step
+    model = build_model("cnn", {"widths": [8, 16, 16]})
+    optimizer = build_optimizer(model, config, fused=False)
+    scheduler = build_scheduler(optimizer, 100, config)
+    (whitening,) = [group for group in optimizer.param_groups if group.get("role") == WHITENING_BIAS]
+    assert whitening["params"] == [model.whiten.bias]
+    assert optimizer.param_groups[0].get("role") is None  # the group whose lr the history logs
+
+    def step() -> None:
+        optimizer.zero_grad()
+        model(torch.randn(4, 3, 32, 32)).square().sum().backward()
+        optimizer.step()
+        scheduler.step()
+
+    step()
+    scheduler.freeze(WHITENING_BIAS, True)
+    frozen = model.whiten.bias.detach().clone()
+    assert torch.count_nonzero(frozen) > 0  # it trained before the freeze
+    for _ in range(3):
+        step()
+        assert model.whiten.bias.requires_grad and model.whiten.bias.grad is not None
+        assert (whitening["lr"], whitening["weight_decay"]) == (0.0, 0.0)  # the schedule keeps it at 0
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(
+            config.lr * lr_factor(scheduler.last_epoch, 100, config)
+        )
+    assert torch.equal(model.whiten.bias, frozen)  # not even decayed
+    scheduler.freeze(WHITENING_BIAS, False)  # thawed: back on the schedule, with its decay
+    assert whitening["lr"] == pytest.approx(config.lr * lr_factor(scheduler.last_epoch, 100, config))
+    assert whitening["weight_decay"] == pytest.approx(config.weight_decay)

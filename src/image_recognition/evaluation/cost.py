@@ -19,7 +19,14 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from image_recognition.device import AUTO, autocast, autocast_dtype, synchronize, use_channels_last
+from image_recognition.device import (
+    AUTO,
+    autocast,
+    autocast_dtype,
+    configure_backends,
+    synchronize,
+    use_channels_last,
+)
 from image_recognition.inference import TTA_VIEWS, tta_logits
 from image_recognition.models import CONVNET_NAMES, count_parameters
 
@@ -30,6 +37,7 @@ class InferenceRecipe:
 
     autocast_dtype: torch.dtype | None  # None: full precision (fp32)
     channels_last: bool
+    tf32: bool = True  # TF32 matmuls and convolutions on CUDA, as in training (the training default)
 
     @property
     def precision(self) -> str:
@@ -42,15 +50,16 @@ class InferenceRecipe:
 
 
 def inference_recipe(training_config: dict[str, Any] | None, model_name: str, device: torch.device) -> InferenceRecipe:
-    """The recipe's ``autocast`` and ``channels_last`` on ``device``.
+    """The recipe's ``autocast``, ``channels_last`` and ``tf32`` on ``device``.
 
     A checkpoint without these keys was trained with their default, ``AUTO``
-    (the fast setting for the device), which is how it is resolved here.
+    (the fast setting for the device) and TF32 on, which is how it is resolved here.
     """
     config = training_config or {}
     return InferenceRecipe(
         autocast_dtype=autocast_dtype(config.get("autocast", AUTO), device),
         channels_last=use_channels_last(config.get("channels_last", AUTO), device, model_name in CONVNET_NAMES),
+        tf32=bool(config.get("tf32", True)),
     )
 
 
@@ -99,13 +108,14 @@ def measure_throughput(  # noqa: PLR0913 (each knob of the measurement is named)
     """Predictions per second at ``batch_size`` over ``batches`` timed batches, after ``warmup`` ones.
 
     A prediction averages the ``tta`` views, so with ``tta="none"`` this is
-    images per second of single forward passes.
+    images per second of single forward passes. The backend settings (TF32,
+    cuDNN autotuning) are training's, as in every prediction.
     """
     recipe = recipe or InferenceRecipe(autocast_dtype=None, channels_last=False)
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.eval()
     batch = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
-    with autocast(device, recipe.autocast_dtype):
+    with configure_backends(device, recipe.tf32), autocast(device, recipe.autocast_dtype):
         for _ in range(warmup):
             tta_logits(model, batch, tta)
         seconds = _seconds(device, lambda: tta_logits(model, batch, tta), batches)
@@ -125,7 +135,7 @@ def measure_latency_ms(
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.eval()
     image = torch.randn(1, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
-    with autocast(device, recipe.autocast_dtype):
+    with configure_backends(device, recipe.tf32), autocast(device, recipe.autocast_dtype):
         for _ in range(warmup):
             model(image)
         timings = [_seconds(device, lambda: model(image), 1) * 1000 for _ in range(repeats)]
@@ -174,15 +184,22 @@ def measure_cost(  # noqa: PLR0913 (the evaluation settings, named)
     }
 
 
-def training_times(history: list[dict[str, Any]] | None) -> dict[str, float | None]:
-    """Seconds of steady-state training and of compiling, from the last epoch of a training history.
+def training_times(history: list[dict[str, Any]] | None) -> dict[str, float | bool | None]:
+    """Seconds of steady-state training and of compiling, and whether the steps ran compiled.
 
-    A history from before compile times were recorded counts 0 s of compiling.
+    All from the last epoch of a training history. ``compiled`` is False where
+    compiling failed and the run fell back to eager steps. A history from
+    before compile times were recorded counts 0 s of compiling; one from
+    before the fallback existed says nothing (None) about compiling.
     """
     if not history:
-        return {"training_time_s": None, "compile_time_s": None}
+        return {"training_time_s": None, "compile_time_s": None, "compiled": None}
     last = history[-1]
-    return {"training_time_s": float(last["train_time_s"]), "compile_time_s": float(last.get("compile_time_s") or 0.0)}
+    return {
+        "training_time_s": float(last["train_time_s"]),
+        "compile_time_s": float(last.get("compile_time_s") or 0.0),
+        "compiled": last.get("compiled"),
+    }
 
 
 def device_name(device: torch.device) -> str:

@@ -117,7 +117,12 @@ class PatchEmbed(nn.Module):
 
 class ConvStem(nn.Module):
     """Stages of ``depth`` 3x3 conv-BN-GELU layers; the last ``log2(stride)`` stages
-    halve H and W in their first layer. Then a 1x1 conv to tokens."""
+    halve H and W in their first layer. Then a 1x1 conv to tokens.
+
+    The stem works channels_last (NHWC in memory, its kernels included): the
+    tokens (B, N, D) are then a contiguous view of the last conv's output,
+    where a NCHW output would need a transposing copy before the blocks.
+    """
 
     def __init__(  # noqa: PLR0913 (the stem's shape, named)
         self, in_channels: int, channels: tuple[int, ...], stride: int, embed_dim: int, depth: int = 1
@@ -136,10 +141,11 @@ class ConvStem(nn.Module):
                 in_channels = width
         self.stages = nn.Sequential(*layers)
         self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=1)
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(self.stages(x))  # (B, D, H/stride, W/stride)
-        return x.flatten(2).transpose(1, 2)  # (B, N, D)
+        x = self.proj(self.stages(x.contiguous(memory_format=torch.channels_last)))  # (B, D, H/stride, W/stride)
+        return x.flatten(2).transpose(1, 2)  # (B, N, D): a view, contiguous (NHWC memory is token-major)
 
 
 class AttentionPool(nn.Module):

@@ -151,7 +151,9 @@ class TrainingConfig:
     ema_decay: float = 0.0
     ema_every: int = 1  # update the EMA every this many steps
     # Ramp the EMA decay from 0 up to ema_decay as (progress)**3, so early,
-    # bad weights are forgotten (airbench).
+    # bad weights are forgotten (airbench). Without it the decay is
+    # bias-corrected from 0 (ema_decay_at): the EMA never holds the random
+    # initial weights either, and still averages about 1 / (1 - ema_decay) updates.
     ema_ramp: bool = False
     # Lookahead: after each EMA update, copy the EMA back into the live weights.
     lookahead: bool = False

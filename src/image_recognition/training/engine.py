@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from image_recognition.device import (
     autocast,
@@ -37,7 +36,7 @@ from image_recognition.models import CONVNET_NAMES, build_model, count_parameter
 from image_recognition.params import config_to_dict
 from image_recognition.progress import JobProgress, format_duration
 from image_recognition.tensors import Normalizer, as_label_tensor, as_uint8_tensor
-from image_recognition.training.augment import alternating_flips, augment, random_flips
+from image_recognition.training.augment import Rows, alternating_flips, augment, random_flips
 from image_recognition.training.checkpoint import (
     CHECKPOINT_FORMAT,
     clean_state_dict,
@@ -46,14 +45,26 @@ from image_recognition.training.checkpoint import (
     to_cpu,
 )
 from image_recognition.training.config import AUTO, TrainingConfig
-from image_recognition.training.ddp import ProcessGroup, convert_sync_batchnorm, current_group, has_batchnorm
+from image_recognition.training.ddp import (
+    ProcessGroup,
+    convert_sync_batchnorm,
+    current_group,
+    data_parallel,
+    has_batchnorm,
+)
 from image_recognition.training.optim import (
+    WHITENING_BIAS,
     WeightEMA,
     build_optimizer,
     build_scheduler,
     ema_decay_at,
 )
-from image_recognition.training.strong_augmentation import mix_batch, soft_target_cross_entropy, trivial_augment
+from image_recognition.training.strong_augmentation import (
+    EpochAugmentation,
+    draw_epoch_augmentation,
+    mix_batch,
+    soft_target_cross_entropy,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +106,8 @@ class TrainResult:
     ``setup_time_s`` the time spent before the first step (data upload,
     whitening, model build) and ``compile_time_s`` the time spent warming up
     ``torch.compile`` before the training clock started (0 without compile).
+    ``compiled`` says whether the steps ran compiled: False without compile,
+    and when compiling failed and the run fell back to the eager module.
     """
 
     checkpoint: dict[str, Any]
@@ -103,6 +116,7 @@ class TrainResult:
     final_metrics: dict[str, Any] = field(default_factory=dict)
     setup_time_s: float = 0.0
     compile_time_s: float = 0.0
+    compiled: bool = False
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -197,6 +211,22 @@ def _flip_coins(count: int, seed: int, device: torch.device) -> torch.Tensor:
     return (torch.rand(count, generator=torch.Generator().manual_seed(seed)) < 0.5).to(device)
 
 
+def _rows_made(rank: int, world_size: int, shard_size: int, mixes: bool) -> Rows:
+    """The rows of each global batch that rank ``rank`` makes: its share, then the share that mixes with it.
+
+    MixUp and CutMix pair image i with image N - 1 - i (:func:`mix_batch`),
+    which for a share is the mirrored share of rank ``world_size - 1 - rank``.
+    Rather than gather those images from that rank, this one makes them too:
+    mixing its share then its mirror pairs every image as in the whole
+    batch, and no step waits on a collective.
+    """
+    share = slice(rank * shard_size, (rank + 1) * shard_size)
+    mirror = world_size - 1 - rank
+    if not mixes or mirror == rank:
+        return Rows(world_size * shard_size, (share,))
+    return Rows(world_size * shard_size, (share, slice(mirror * shard_size, (mirror + 1) * shard_size)))
+
+
 class _EpochSums:
     """An epoch's running sums, kept on the device: read once at the epoch's end, not at every step."""
 
@@ -255,6 +285,8 @@ class _Trainer:
         if self.batch_size == 0:
             raise ValueError(f"{len(self.train_x)} training images cannot be shared by {world} processes")
         self.shard_size = self.batch_size // world
+        # The rows of every global batch whose pixels this process makes (None: all).
+        self.rows = _rows_made(group.rank, world, self.shard_size, config.mixes) if group else None
         # Drop the ragged last batch: every step then has the same shape
         # (no recompiles, steady BatchNorm statistics).
         self.steps_per_epoch = len(self.train_x) // self.batch_size
@@ -264,8 +296,8 @@ class _Trainer:
         self.model = self._build_model()
         self.optimizer = build_optimizer(self.model, config, use_fused_optimizer(config.fused_optimizer, device))
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, config)
-        self.whitening_frozen = False
-        self._wrappers: dict[bool, nn.Module] = {}
+        # Whether the steps run compiled: False from the moment compiling fails (:meth:`_fall_back_to_eager`).
+        self.compiled = config.compile
         self.train_model = self._wrap()
         # After DDP's first broadcast: every rank averages the same weights.
         self.ema = WeightEMA(self.model) if config.ema_decay > 0 else None
@@ -297,27 +329,48 @@ class _Trainer:
     def _wrap(self) -> nn.Module:
         """The module the training steps call: the model, in DDP within a group, compiled if asked.
 
-        DDP registers the parameters that train when it is built, so a group
-        has one wrapper per state of the whitening bias (:meth:`_freeze_whitening`),
-        each built (and compiled) once; a wrapper's reducer acts only after its
-        own forward pass, so the idle one does nothing.
+        Built once for the whole run: the whitening bias is frozen in the
+        optimiser (:meth:`_freeze_whitening`), so the parameters that train,
+        the compiled graph and DDP's reducer stay the same throughout.
         """
-        if self.whitening_frozen not in self._wrappers:
-            module: nn.Module = self.model
-            if self.group is not None:
-                device_ids = [self.device.index] if self.device.type == "cuda" else None
-                module = DistributedDataParallel(module, device_ids=device_ids)
-            self._wrappers[self.whitening_frozen] = torch.compile(module) if self.config.compile else module
-        return self._wrappers[self.whitening_frozen]
+        module = self.model if self.group is None else data_parallel(self.model, self.device)
+        return self._compile(module) if self.compiled else module
+
+    def _compile(self, module: nn.Module) -> nn.Module:
+        """``torch.compile(module)``, or the module itself where torch.compile refuses at once."""
+        try:
+            return torch.compile(module)
+        except Exception as error:  # noqa: BLE001 (e.g. a Python version Dynamo does not support yet)
+            self._fall_back_to_eager(error)
+            return module
+
+    def _fall_back_to_eager(self, error: Exception) -> None:
+        """After a compile failure: warn, and build no compiled module from now on (the caller unwraps its own).
+
+        Inductor and Triton compile kernels with a host C compiler and other
+        tools that may be missing or broken; slower eager steps beat a run
+        that stops before it starts.
+        """
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        cause = f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
+        # Every process says so: in a group, one rank may fail where another compiles.
+        logger.warning(
+            "torch.compile failed for %s (%s); training continues uncompiled (eager, slower). "
+            "To skip compiling, set %s.training.compile=false (kedro run --params=%s.training.compile=false)",
+            self.model_name,
+            cause,
+            self.model_name,
+            self.model_name,
+        )
+        self.compiled = False
 
     def _freeze_whitening(self, frozen: bool) -> None:
-        """Freeze or unfreeze the whitening stem's bias (models with one)."""
-        if not hasattr(self.model, "freeze_whitening_bias") or frozen == self.whitening_frozen:
-            return
-        self.model.freeze_whitening_bias(frozen)
-        self.whitening_frozen = frozen
-        if self.group is not None:
-            self.train_model = self._wrap()
+        """Freeze or thaw the whitening stem's bias (models with one), from the next step on.
+
+        Its parameter group's lr and weight decay go to 0 (:meth:`StepSchedule.freeze`),
+        and stay there whatever the schedule; its ``requires_grad`` stays on.
+        """
+        self.scheduler.freeze(WHITENING_BIAS, frozen)
 
     def _init_whitening(self, model: nn.Module) -> None:
         generator = torch.Generator().manual_seed(self.config.seed)
@@ -403,6 +456,13 @@ class _Trainer:
                 f"{checkpoint['model_config']}, not {self.model_name} with {self.model_config}; "
                 "delete the checkpoint or set resume: false"
             )
+        saved_groups = len(checkpoint["optimizer_state"]["param_groups"])
+        if saved_groups != len(self.optimizer.param_groups):
+            raise ParameterError(
+                f"cannot resume from {path}: its optimizer has {saved_groups} parameter groups, this version's "
+                f"{len(self.optimizer.param_groups)} (it was written by an earlier version of the project); "
+                "set training.resume: false to start afresh"
+            )
         trained_on = checkpoint.get("normalization") or {}
         if not all(_same_values(trained_on.get(key), self.normalization[key]) for key in ("mean", "std")):
             raise ParameterError(
@@ -423,34 +483,35 @@ class _Trainer:
     def _warm_up_compile(self) -> float:
         """Compile every graph the run will use before the training clock starts.
 
-        A forward and backward pass on a real training batch (for both states
-        of the whitening bias, if it is frozen mid-run) makes torch.compile
-        trace and compile now, so epoch 1's time is steady-state. The model's
-        weights, buffers and the random generators are restored afterwards:
-        the run is the same as without the warm-up. Returns the seconds spent.
+        A forward and backward pass on a real training batch makes
+        torch.compile trace and compile now (one graph: freezing the whitening
+        bias later changes no graph), so epoch 1's time is steady-state. The
+        model's weights, buffers and the random generators are restored
+        afterwards: the run is the same as without the warm-up. Returns the
+        seconds spent.
         """
-        if not self.config.compile:
+        if not self.compiled:
             return 0.0
         synchronize(self.device)
         started = time.perf_counter()
         saved = {key: value.clone() for key, value in self.model.state_dict().items()}
-        freeze_states = [False]
-        if hasattr(self.model, "freeze_whitening_bias") and self.config.whiten_bias_epochs < self.config.epochs:
-            freeze_states = [False, True] if self.config.whiten_bias_epochs > 0 else [True]
         images = self.normalize(self.train_x[: self.shard_size]).contiguous(memory_format=self.memory_format)
         labels = self.train_y[: self.shard_size]
         with torch.random.fork_rng(devices=_cuda_devices(self.device)):
             self.model.train()
-            for frozen in freeze_states:
-                self._freeze_whitening(frozen)
+            try:
                 with autocast(self.device, self.amp_dtype):
                     logits = self.train_model(images)
                 F.cross_entropy(logits.float(), labels).backward()
+            except Exception as error:  # noqa: BLE001 (any compile failure: the eager steps still work)
+                self._fall_back_to_eager(error)
+                self.train_model = getattr(self.train_model, "_orig_mod", self.train_model)
         self.optimizer.zero_grad(set_to_none=True)
         self.model.load_state_dict(saved)
         synchronize(self.device)
         seconds = time.perf_counter() - started
-        logger.info("compiled %s in %.1f s (not counted as training time)", self.model_name, seconds)
+        if self.compiled and self.is_main:
+            logger.info("compiled %s in %.1f s (not counted as training time)", self.model_name, seconds)
         return seconds
 
     # --- the loop --------------------------------------------------------------
@@ -471,10 +532,15 @@ class _Trainer:
             if epoch == self.start_epoch and self.is_main:
                 self._warn_if_long(row["epoch_time_s"])
             row.update(zip(("val_loss", "val_accuracy"), self._evaluate("none"), strict=True))
+            if self._averages_apart:
+                # What the EMA adds: the live weights' accuracy beside the average's.
+                row.update(zip(("live_val_loss", "live_val_accuracy"), self._evaluate("none", ema=False), strict=True))
             train_time += row["epoch_time_s"]
             # Wall time: the interrupted run's, plus this one's since it started (setup included).
             wall_time = before.get("wall_time_s", 0.0) + time.perf_counter() - self.started
-            row.update(train_time_s=train_time, wall_time_s=wall_time, compile_time_s=compile_total)
+            row.update(
+                train_time_s=train_time, wall_time_s=wall_time, compile_time_s=compile_total, compiled=self.compiled
+            )
             self.history.append(row)
             if self.is_main:
                 self._log_epoch(row)
@@ -488,15 +554,22 @@ class _Trainer:
     def _writes_checkpoints(self) -> bool:
         return self.checkpoint_path is not None and self.is_main
 
+    @property
+    def _averages_apart(self) -> bool:
+        """Whether the EMA differs from the live weights (an EMA without lookahead), so both are validated."""
+        return self.ema is not None and not self.config.lookahead
+
     def _log_epoch(self, row: dict[str, Any]) -> None:
+        live = f" (live weights {row['live_val_accuracy']:.4f}, EMA above)" if "live_val_accuracy" in row else ""
         logger.info(
-            "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.1fs, %.0f img/s",
+            "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f%s | lr %.3g | %.1fs, %.0f img/s",
             row["epoch"],
             self.config.epochs,
             row["train_loss"],
             row["train_accuracy"],
             row["val_loss"],
             row["val_accuracy"],
+            live,
             row["lr"],
             row["epoch_time_s"],
             row["images_per_s"],
@@ -512,18 +585,43 @@ class _Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         synchronize(self.device)
         start = time.perf_counter()
+        # Everything the epoch draws on the host, drawn now and uploaded once: a step copies nothing to the device.
+        drawn = draw_epoch_augmentation(
+            self.steps_per_epoch,
+            self.batch_size,
+            host_generator,
+            self.device,
+            trivial_augment=self.config.trivial_augment,
+            mixes=self.config.mixes,
+            rows=self.rows,
+        )
         self.progress.start_part(f"epoch {epoch + 1}/{self.config.epochs}", self.steps_per_epoch)
         for step in range(self.steps_per_epoch):
-            index = order[step * self.batch_size : (step + 1) * self.batch_size]
-            images, labels, targets = self._batch(index, epoch, generator, host_generator)
             lr = self.optimizer.param_groups[0]["lr"]
-            objective, loss, logits = self._step(images, labels, targets)
-            sums.add(objective, loss, logits, labels if targets is None else targets.argmax(1))
-            self._watch_step(epoch, step, objective, loss, start)
-            self.progress.step(loss.item)
+            self._train_step(epoch, step, order, generator, drawn, sums, start)
         synchronize(self.device)
         self.progress.end_part()
-        return self._epoch_row(epoch, sums, lr, time.perf_counter() - start)
+        row = self._epoch_row(epoch, sums, lr, time.perf_counter() - start)
+        self.progress.show_loss(row["train_loss"])  # the next epoch's bar starts from this epoch's mean
+        return row
+
+    def _train_step(
+        self,
+        epoch: int,
+        step: int,
+        order: torch.Tensor,
+        generator: torch.Generator,
+        drawn: EpochAugmentation,
+        sums: _EpochSums,
+        start: float,
+    ) -> None:
+        """One step: its batch, the optimiser step, the sums; no host-to-device copy (tests/training/test_host_syncs.py)."""
+        index = order[step * self.batch_size : (step + 1) * self.batch_size]
+        images, labels, targets = self._batch(index, step, epoch, generator, drawn)
+        objective, loss, logits = self._step(images, labels, targets)
+        sums.add(objective, loss, logits, labels if targets is None else targets.argmax(1))
+        self._watch_step(epoch, step, objective, loss, sums, start)
+        self.progress.step()
 
     def _warn_if_long(self, epoch_seconds: float) -> None:
         """After the first epoch: warn once when the whole run is projected past ETA_WARNING_S."""
@@ -559,14 +657,19 @@ class _Trainer:
         torch.manual_seed(seed + (self.group.rank if self.group else 0))
         return torch.Generator(device=self.device).manual_seed(seed), torch.Generator().manual_seed(seed)
 
-    def _watch_step(self, epoch: int, step: int, objective: torch.Tensor, loss: torch.Tensor, start: float) -> None:
+    def _watch_step(
+        self, epoch: int, step: int, objective: torch.Tensor, loss: torch.Tensor, sums: _EpochSums, start: float
+    ) -> None:
         """Stop on a non-finite loss and log progress every ``log_every`` steps.
 
-        Per-step NaN checks force a device sync; on CUDA they run at log points only.
+        Per-step NaN checks force a device sync; on CUDA they run at log points
+        only. The progress bar's loss, the epoch's running mean, is read at
+        those points only, when the device has just been waited for anyway.
         """
         logging_now = self.config.log_every and (step + 1) % self.config.log_every == 0
         if self.device.type != "cuda" or logging_now:
             self._check_finite(objective, epoch, step)
+            self.progress.show_loss(sums.loss.item() / ((step + 1) * self.shard_size))
         if logging_now and self.is_main:
             elapsed = time.perf_counter() - start
             logger.info(
@@ -602,30 +705,38 @@ class _Trainer:
         }
 
     def _batch(
-        self, index: torch.Tensor, epoch: int, generator: torch.Generator, host_generator: torch.Generator
+        self, index: torch.Tensor, step: int, epoch: int, generator: torch.Generator, drawn: EpochAugmentation
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Augmented, normalised images, their labels and (when mixing) soft targets.
 
         TrivialAugment works on 0..1 pixels, so it runs before normalisation;
         translate, flip and cutout follow on the normalised batch, then MixUp
-        or CutMix. Every random number comes from the epoch's two generators.
-        In a group, every rank makes the whole global batch the same way and
-        keeps its own share: the run sees what one process would see.
+        or CutMix. Every random number comes from the epoch's device generator
+        or was drawn on the host at the epoch's start (``drawn``).
+        In a group, every rank draws the random numbers of the whole global
+        batch but makes the pixels of its own rows only (``self.rows``): its
+        share comes out as in one process, and the run sees what one process
+        would see.
         """
         config = self.config
+        rows = self.rows
+        if rows is not None:
+            index = rows.take(index)
         pixels = self.train_x[index]
-        if config.trivial_augment > 0:
-            unit = trivial_augment(pixels.float() / 255.0, host_generator, max_magnitude=config.trivial_augment)
-            images = self.normalize.from_unit(unit)
+        if drawn.trivial_augment is not None:
+            images = self.normalize.from_unit(drawn.trivial_augment.apply(step, pixels.float() / 255.0))
         else:
             images = self.normalize(pixels)
         if config.flip == "alternating":
             flips = alternating_flips(self.flip_base[index], epoch)
         elif config.flip == "random":
-            flips = random_flips(len(index), generator)
+            flips = random_flips(self.batch_size, generator)  # a coin for every image of the global batch
+            flips = flips if rows is None else rows.take(flips)
         else:
             flips = None
-        images = augment(images, flips=flips, translate=config.translate, cutout=config.cutout, generator=generator)
+        images = augment(
+            images, flips=flips, translate=config.translate, cutout=config.cutout, generator=generator, rows=rows
+        )
         labels = self.train_y[index]
         targets = None
         if config.mixes:
@@ -636,12 +747,11 @@ class _Trainer:
                 mixup_alpha=config.mixup_alpha,
                 cutmix_alpha=config.cutmix_alpha,
                 switch_prob=config.mix_switch_prob,
-                generator=host_generator,
+                generator=drawn.mix_rngs[step],
             )
-        if self.group is not None:
-            share = slice(self.group.rank * self.shard_size, (self.group.rank + 1) * self.shard_size)
-            images, labels = images[share], labels[share]
-            targets = None if targets is None else targets[share]
+        if rows is not None:  # the share comes first; a mirrored share made for mixing goes
+            images, labels = images[: self.shard_size], labels[: self.shard_size]
+            targets = None if targets is None else targets[: self.shard_size]
         return images.contiguous(memory_format=self.memory_format), labels, targets
 
     def _step(
@@ -694,8 +804,8 @@ class _Trainer:
     # --- evaluation and checkpoints --------------------------------------------
 
     @torch.no_grad()
-    def _evaluate(self, tta: str) -> tuple[float, float]:
-        """(loss, accuracy) on the validation split with the EMA weights if any.
+    def _evaluate(self, tta: str, ema: bool = True) -> tuple[float, float]:
+        """(loss, accuracy) on the validation split with the EMA weights if any (and ``ema``), else the live ones.
 
         Runs the uncompiled module: eval mode, the short last batch and the TTA
         views would each make torch.compile trace and compile again. In a
@@ -703,7 +813,7 @@ class _Trainer:
         """
         if len(self.val_x) == 0 or not self.is_main:
             return math.nan, math.nan
-        live = self._swap_in_ema()
+        live = self._swap_in_ema() if ema else None
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -774,4 +884,5 @@ class _Trainer:
             final_metrics=final,
             setup_time_s=setup_time,
             compile_time_s=compile_time,
+            compiled=self.compiled,
         )

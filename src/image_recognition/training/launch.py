@@ -148,6 +148,7 @@ def launch(
         final_metrics=outcome["final_metrics"],
         setup_time_s=outcome["setup_time_s"],
         compile_time_s=outcome["compile_time_s"],
+        compiled=outcome["compiled"],
     )
 
 
@@ -255,7 +256,7 @@ def _worker(job: _Job) -> None:
         torch.set_num_threads(job.threads)
     if job.training["distributed"]["nnodes"] == 1:
         _listen_on_loopback()
-    _join_group(job.backend, rank, attempt)
+    _join_group(job.backend, rank, attempt, torch.device("cuda", local_rank) if device.type == "cuda" else None)
     try:
         outcome = _train_share(job, rank, restarted=attempt > 0)
         group = current_group()
@@ -289,12 +290,15 @@ def _listen_on_loopback() -> None:
     os.environ["NCCL_SOCKET_IFNAME"] = interface
 
 
-def _join_group(backend: str, rank: int, attempt: int) -> None:
+def _join_group(backend: str, rank: int, attempt: int, device: torch.device | None = None) -> None:
     """Initialise the process group on the launcher's store, under a prefix of this attempt.
 
     The launcher's store outlives a restart, so the keys of the attempt
     before it (every rank's address) are still there; without a fresh prefix
     the new workers would read them and try to connect to dead processes.
+    ``device`` is this worker's GPU (None on the CPU): bound to the group, it
+    lets NCCL connect once, at start, rather than guess the device at the
+    first collective.
     """
     world_size = int(os.environ["WORLD_SIZE"])
     hosted_by_launcher = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
@@ -311,6 +315,7 @@ def _join_group(backend: str, rank: int, attempt: int) -> None:
         rank=rank,
         world_size=world_size,
         timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S),
+        device_id=device,
     )
 
 
@@ -338,6 +343,7 @@ def _train_share(job: _Job, rank: int, restarted: bool) -> dict[str, Any]:
         "final_metrics": result.final_metrics,
         "setup_time_s": result.setup_time_s,
         "compile_time_s": result.compile_time_s,
+        "compiled": result.compiled,
     }
 
 

@@ -93,6 +93,7 @@ def _test_logits(  # noqa: PLR0913 (the prediction's inputs, named)
             device=device,
             autocast_dtype=recipe.autocast_dtype,
             channels_last=recipe.channels_last,
+            tf32=recipe.tf32,
             progress=f"evaluating {checkpoint['model_name']} (tta {mode})",
         ).numpy()
         for mode in dict.fromkeys(modes)
