@@ -156,7 +156,7 @@ def measure_cost(  # noqa: PLR0913 (the evaluation settings, named)
     """What the model costs, as the ``cost`` of its metrics record.
 
     FLOPs and speed of one view and of one ``tta`` prediction, in the recipe's
-    precision and layout; the parameter count; the steady-state training and
+    precision and layout; the parameter count; the training (setup plus steps) and
     the compile time of the last epoch in ``history`` (None without one); and
     the device's peak memory since the caller's :func:`reset_peak_memory`.
     """
@@ -185,7 +185,7 @@ def measure_cost(  # noqa: PLR0913 (the evaluation settings, named)
 
 
 def training_times(history: list[dict[str, Any]] | None) -> dict[str, float | bool | None]:
-    """Seconds of steady-state training and of compiling, and whether the steps ran compiled.
+    """Seconds of training (the engine's ``train_time_s``: setup plus steps) and of compiling, and whether the steps ran compiled.
 
     All from the last epoch of a training history. ``compiled`` is False where
     compiling failed and the run fell back to eager steps. A history from

@@ -39,7 +39,7 @@ def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
                 "parameters": cost["parameters"],
                 "flops_per_image": cost["flops_per_image"],  # one view
                 "flops_per_prediction": cost.get("flops_per_prediction"),  # every TTA view
-                "training_time_s": cost["training_time_s"],  # steady state
+                "training_time_s": cost["training_time_s"],  # setup plus steps
                 "compile_time_s": cost.get("compile_time_s"),
                 "throughput_images_per_s": cost["throughput_images_per_s"],  # one view
                 "throughput_predictions_per_s": cost.get("throughput_predictions_per_s"),  # every TTA view
@@ -113,7 +113,7 @@ model selection. Data: <code>{html.escape(redact_url(source["url"]))}</code>, md
 <code>flops_per_prediction</code> and <code>throughput_predictions_per_s</code>; <code>test_accuracy_no_tta</code>
 goes with the one-view <code>flops_per_image</code>, <code>throughput_images_per_s</code> and
 <code>latency_ms</code>. Speeds are measured in each recipe's precision and memory format;
-<code>training_time_s</code> is steady state, <code>compile_time_s</code> the warm-up before it.</p>
+<code>training_time_s</code> is setup (data on the device, model built, whitening) plus every epoch's steps, <code>compile_time_s</code> the warm-up before them.</p>
 {_table_html(table)}
 <h2>Figures</h2>
 {"".join(parts)}

@@ -522,7 +522,10 @@ class _Trainer:
         compile_time = self._warm_up_compile()
         # A resumed run carries the interrupted one's totals on, from its last history row.
         before = self.history[-1] if self.history else {}
-        train_time = before.get("train_time_s", 0.0)
+        # Training time, the one definition (benchmarks, metrics, report): setup (data on the
+        # device, model built, whitening) plus every epoch's synchronised steps, as airbench's
+        # timer counts; compile warm-up and validation are not in it.
+        train_time = before.get("train_time_s", 0.0) + setup_time
         compile_total = (before.get("compile_time_s") or 0.0) + compile_time
         self.progress = JobProgress(
             self.model_name, self.total_steps, self.batch_size, done_steps=self.global_step, bar=self.is_main
