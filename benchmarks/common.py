@@ -6,11 +6,13 @@ PYTHONPATH (``PYTHONPATH=src``): no Kedro.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,68 @@ def machine_info() -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
     return info
+
+
+class StepLimitReached(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised as the step after a :class:`StepClock`'s last would begin: ends a step-limited run."""
+
+
+class StepClock:
+    """Counts training steps, times those after a warm-up and stops the run after ``max_steps``.
+
+    The training loop calls :meth:`begin_step` as each step begins. The clock
+    starts as step ``warmup_steps + 1`` begins and stops as step
+    ``max_steps + 1`` would begin, raising :class:`StepLimitReached`: so it
+    times ``max_steps - warmup_steps`` whole steps, each with the making of
+    its batch and what an epoch boundary adds (drawing the next epoch's order
+    and augmentation), but not what runs inside :meth:`excluded` (evaluation
+    passes between epochs). On the CPU no device queue runs behind the
+    clock; a CUDA caller would synchronise first.
+    """
+
+    def __init__(self, max_steps: int, warmup_steps: int) -> None:
+        if not 0 <= warmup_steps < max_steps:
+            raise ValueError(f"need 0 <= warm-up steps < max steps, got {warmup_steps} and {max_steps}")
+        self.max_steps, self.warmup_steps = max_steps, warmup_steps
+        self.steps = 0  # steps begun
+        self.timed_images = 0
+        self.excluded_s = 0.0
+        self._started: float | None = None
+        self.timed_s: float | None = None  # set when the last step has ended
+
+    def begin_step(self, images: int) -> None:
+        """Step ``steps + 1`` begins, on ``images`` images; raises StepLimitReached after the last."""
+        now = time.perf_counter()
+        if self.steps == self.warmup_steps:
+            self._started = now
+        if self.steps == self.max_steps:
+            self.timed_s = now - self._started - self.excluded_s
+            raise StepLimitReached(f"stopped after {self.max_steps} steps")
+        if self.steps >= self.warmup_steps:
+            self.timed_images += images
+        self.steps += 1
+
+    @contextlib.contextmanager
+    def excluded(self) -> Iterator[None]:
+        """Time spent in this block, inside the timed steps, is not counted."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._started is not None and self.timed_s is None:
+                self.excluded_s += time.perf_counter() - start
+
+    def summary(self) -> dict[str, Any]:
+        """Steps, images and seconds timed, and images/s (None when the run ended before the last step)."""
+        return {
+            "steps_run": self.steps,
+            "warmup_steps": self.warmup_steps,
+            "timed_steps": self.max_steps - self.warmup_steps if self.timed_s is not None else None,
+            "timed_images": self.timed_images,
+            "timed_s": self.timed_s,
+            "excluded_s": self.excluded_s,
+            "images_per_s": self.timed_images / self.timed_s if self.timed_s else None,
+        }
 
 
 def test_accuracy(
