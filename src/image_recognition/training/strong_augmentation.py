@@ -114,13 +114,15 @@ def saturation(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     return _blend(grayscale(images).expand_as(images), images, factors)
 
 
-def sharpness(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+def sharpness(images: torch.Tensor, factors: torch.Tensor, smoothed: torch.Tensor | None = None) -> torch.Tensor:
     """Blend each image with a 3x3-smoothed copy: factor 0 is smoothed, 1 unchanged, 2 sharpened.
 
     The one-pixel border keeps its values, as in PIL, because the smoothing
-    kernel does not fit there.
+    kernel does not fit there. ``smoothed``: the images' smoothed interiors
+    (:func:`_smoothed_interior`), where the caller has them already.
     """
-    return _blend(_with_interior(images, _smoothed_interior(images)), images, factors)
+    interior = _smoothed_interior(images) if smoothed is None else smoothed
+    return _blend(_with_interior(images, interior), images, factors)
 
 
 def _smoothed_interior(images: torch.Tensor) -> torch.Tensor:
@@ -263,12 +265,12 @@ def draw_trivial_augment_policy(
 
 
 # The non-geometric ops at per-image signed magnitudes in [-1, 1]; unsigned ops use |m|.
-_PIXEL_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+_PIXEL_OPS: dict[str, Callable[..., torch.Tensor]] = {
     "identity": lambda images, m: images,
     "brightness": lambda images, m: brightness(images, 1.0 + m * _MAX_COLOUR_DELTA),
     "saturation": lambda images, m: saturation(images, 1.0 + m * _MAX_COLOUR_DELTA),
     "contrast": lambda images, m: contrast(images, 1.0 + m * _MAX_COLOUR_DELTA),
-    "sharpness": lambda images, m: sharpness(images, 1.0 + m * _MAX_COLOUR_DELTA),
+    "sharpness": lambda images, m, smoothed=None: sharpness(images, 1.0 + m * _MAX_COLOUR_DELTA, smoothed),
     "posterize": lambda images, m: posterize(
         images, _POSTERIZE_MAX_BITS - (m.abs() * (_POSTERIZE_MAX_BITS - _POSTERIZE_MIN_BITS)).round()
     ),
@@ -346,10 +348,9 @@ def _apply_sorted(images: torch.Tensor, policy: SortedPolicy) -> torch.Tensor:
         if name == _GEOMETRIC_OPS[0]:
             matrices = geometric_matrices(sorted_ops[chunk], sorted_magnitudes[chunk], h, w)
             pieces.append(affine_warp(sorted_images[chunk], matrices))
-        elif name == "sharpness":
-            degenerate = _with_interior(sorted_images[chunk], _smoothed_interior(sorted_images)[chunk])
-            factors = 1.0 + sorted_magnitudes[chunk] * _MAX_COLOUR_DELTA
-            pieces.append(_blend(degenerate, sorted_images[chunk], factors))
+        elif name == "sharpness":  # smoothed over the whole batch: one convolution shape at every step
+            smoothed = _smoothed_interior(sorted_images)[chunk]
+            pieces.append(_PIXEL_OPS[name](sorted_images[chunk], sorted_magnitudes[chunk], smoothed))
         else:
             pieces.append(_PIXEL_OPS[name](sorted_images[chunk], sorted_magnitudes[chunk]))
     if not pieces:  # an empty batch
