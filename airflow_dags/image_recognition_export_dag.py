@@ -18,7 +18,7 @@ CONF_SOURCE = None
 def run_pipeline_nodes(*node_names: str) -> dict[str, str]:
     """Run nodes of this DAG's pipeline in the project folder; return the dataset versions saved."""
     # Imported when the task runs: parsing this file needs Airflow alone.
-    from image_recognition.airflow_support import run_kedro_nodes  # noqa: PLC0415
+    from image_recognition.integrations.airflow_tasks import run_kedro_nodes  # noqa: PLC0415
 
     return run_kedro_nodes(PACKAGE_NAME, PIPELINE_NAME, node_names, dag_file=__file__, conf_source=CONF_SOURCE)
 

@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from common import StepClock, StepLimitReached, logger, machine_info, setup_logging, write_json  # noqa: E402
 
-from image_recognition.cifar10.archive import CIFAR10Arrays, load_cifar10_archive  # noqa: E402
+from image_recognition.sources.cifar10.archive import CIFAR10Arrays, load_cifar10_archive  # noqa: E402
 
 # (text in airbench94.py, its CPU replacement, how many times it occurs)
 CPU_CHANGES: list[tuple[str, str, int]] = [

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from image_recognition.device import autocast_dtype
+from image_recognition.common.device import autocast_dtype
 from image_recognition.models import build_model
 from image_recognition.training import TrainResult, predict_logits
 from image_recognition.training.recipes import recipe

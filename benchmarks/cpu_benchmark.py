@@ -48,10 +48,10 @@ from common import (  # noqa: E402 (after the path set-up)
     write_json,
 )
 
-from image_recognition.cifar10.archive import load_cifar10_archive  # noqa: E402
-from image_recognition.cifar10.split import channel_statistics, stratified_holdout  # noqa: E402
-from image_recognition.device import cpu_has_native_bf16  # noqa: E402
+from image_recognition.common.device import cpu_has_native_bf16  # noqa: E402
 from image_recognition.models import build_model, count_parameters  # noqa: E402
+from image_recognition.sources.cifar10.archive import load_cifar10_archive  # noqa: E402
+from image_recognition.sources.cifar10.split import channel_statistics, stratified_holdout  # noqa: E402
 from image_recognition.training import train  # noqa: E402
 from image_recognition.training.recipes import RECIPE_MODELS, load_recipe, recipe  # noqa: E402
 

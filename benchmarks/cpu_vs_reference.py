@@ -58,11 +58,11 @@ from airbench_reference import (  # noqa: E402
 )
 from common import StepClock, StepLimitReached, logger, machine_info, setup_logging, write_json  # noqa: E402
 
-from image_recognition.cifar10.archive import CIFAR10Arrays, load_cifar10_archive  # noqa: E402
-from image_recognition.cifar10.split import channel_statistics  # noqa: E402
-from image_recognition.cifar10.synthetic import make_synthetic_cifar10  # noqa: E402
-from image_recognition.device import cpu_has_native_bf16  # noqa: E402
+from image_recognition.common.device import cpu_has_native_bf16  # noqa: E402
 from image_recognition.models.tiny import TINY_MODELS  # noqa: E402
+from image_recognition.sources.cifar10.archive import CIFAR10Arrays, load_cifar10_archive  # noqa: E402
+from image_recognition.sources.cifar10.split import channel_statistics  # noqa: E402
+from image_recognition.sources.cifar10.synthetic import make_synthetic_cifar10  # noqa: E402
 from image_recognition.training import engine, train  # noqa: E402
 from image_recognition.training.recipes import recipe  # noqa: E402
 

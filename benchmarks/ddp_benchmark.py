@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from common import logger, machine_info, setup_logging, write_json  # noqa: E402
 
-from image_recognition.cifar10.split import channel_statistics  # noqa: E402
-from image_recognition.cifar10.synthetic import make_synthetic_cifar10  # noqa: E402
+from image_recognition.sources.cifar10.split import channel_statistics  # noqa: E402
+from image_recognition.sources.cifar10.synthetic import make_synthetic_cifar10  # noqa: E402
 from image_recognition.training import train  # noqa: E402
 from image_recognition.training.recipes import RECIPE_MODELS, recipe  # noqa: E402
 

@@ -59,10 +59,10 @@ from common import (  # noqa: E402 (after the path set-up)
     write_json,
 )
 
-from image_recognition.cifar10.archive import CIFAR10Arrays, load_cifar10_archive  # noqa: E402
-from image_recognition.cifar10.split import channel_statistics  # noqa: E402
-from image_recognition.cifar10.synthetic import make_synthetic_cifar10  # noqa: E402
 from image_recognition.models.tiny import TINY_MODELS  # noqa: E402
+from image_recognition.sources.cifar10.archive import CIFAR10Arrays, load_cifar10_archive  # noqa: E402
+from image_recognition.sources.cifar10.split import channel_statistics  # noqa: E402
+from image_recognition.sources.cifar10.synthetic import make_synthetic_cifar10  # noqa: E402
 from image_recognition.training import train  # noqa: E402
 from image_recognition.training.recipes import recipe  # noqa: E402
 

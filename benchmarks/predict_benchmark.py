@@ -38,14 +38,14 @@ import torch  # noqa: E402
 from common import logger, machine_info, setup_logging, write_json  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from image_recognition.cifar10.synthetic import make_images  # noqa: E402
 from image_recognition.datasets.images import ImageFolderDataset  # noqa: E402
 from image_recognition.evaluation.cost import inference_recipe  # noqa: E402
-from image_recognition.export import ExportConfig, onnx_bytes  # noqa: E402
-from image_recognition.inference import load_model, predict_logits  # noqa: E402
 from image_recognition.models import build_model  # noqa: E402
+from image_recognition.models.inference import load_model, predict_logits  # noqa: E402
 from image_recognition.pipelines.predict.nodes import predict_folder  # noqa: E402
-from image_recognition.prediction import PredictConfig, model_input, predict_images, to_rgb  # noqa: E402
+from image_recognition.serving.export import ExportConfig, onnx_bytes  # noqa: E402
+from image_recognition.serving.prediction import PredictConfig, model_input, predict_images, to_rgb  # noqa: E402
+from image_recognition.sources.cifar10.synthetic import make_images  # noqa: E402
 from image_recognition.training.recipes import RECIPE_MODELS, recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

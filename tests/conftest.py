@@ -7,15 +7,15 @@ import os
 os.environ["KEDRO_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
 # Experiment tracking (the mlflow extra, which the test extra installs) is off but in
-# the tests that turn it on for their own runs (tests/test_tracking.py).
+# the tests that turn it on for their own runs (tests/integrations/test_tracking.py).
 os.environ["IMAGE_RECOGNITION_TRACKING"] = "off"
 
 import shutil  # noqa: E402
 
 import pytest  # noqa: E402
 
-from image_recognition.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive  # noqa: E402
 from image_recognition.pipelines.evaluation.nodes import evaluate_model  # noqa: E402
+from image_recognition.sources.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive  # noqa: E402
 from tests.helpers import (  # noqa: E402
     EVALUATED_MODELS,
     PROJECT_ROOT,

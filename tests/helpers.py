@@ -28,9 +28,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from image_recognition.cifar10.fetch import md5_of
-from image_recognition.cifar10.synthetic import make_images
 from image_recognition.models import build_model, validate_model_config
+from image_recognition.sources.cifar10.fetch import md5_of
+from image_recognition.sources.cifar10.synthetic import make_images
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = PROJECT_ROOT / "airflow_dags"
@@ -158,7 +158,7 @@ def bad_archive(tmp_path: Path, case: str) -> Archive:
     return Archive(path, md5_of(path))
 
 
-# Each bad_archive case and the ArchiveError message it must raise: tests/cifar10/test_archive.py decodes
+# Each bad_archive case and the ArchiveError message it must raise: tests/sources/cifar10/test_archive.py decodes
 # every one; tests/pipelines/data_processing/test_cli.py runs two through `kedro run`.
 ARCHIVE_CASES = {
     "truncated": ".*not a readable CIFAR-10 .tar.gz",

@@ -31,11 +31,11 @@ from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.session import KedroSession
 from kedro.io.core import DatasetError, Version
 
+from image_recognition.common.errors import InputError
 from image_recognition.datasets.files import saved_versions
 from image_recognition.datasets.images import image_loaders
-from image_recognition.errors import InputError
 from image_recognition.models import MODEL_NAMES
-from image_recognition.prediction import PredictConfig, UntrainedModelError, check_model_name, predict_images
+from image_recognition.serving.prediction import PredictConfig, UntrainedModelError, check_model_name, predict_images
 
 
 @click.group(name="image_recognition")

@@ -1,15 +1,15 @@
 """Project settings. See https://docs.kedro.org/en/stable/configure/configuration_basics/"""
 
-from image_recognition.config_loader import HardwareAwareConfigLoader
-from image_recognition.hooks import (
+from image_recognition.integrations.config_loader import HardwareAwareConfigLoader
+from image_recognition.integrations.hooks import (
     DataStoreHook,
     DiscardFailedRunHook,
     InputVersionsHook,
     SelectedCheckpointHook,
     ValidateParametersHook,
 )
-from image_recognition.session_store import UniqueVersionStore
-from image_recognition.tracking import MlflowTrackingHook, RedactUrlsHook, tracking_enabled
+from image_recognition.integrations.session_store import UniqueVersionStore
+from image_recognition.integrations.tracking import MlflowTrackingHook, RedactUrlsHook, tracking_enabled
 
 # Experiment tracking (the optional `mlflow` extra): kedro-mlflow registers its own
 # hook when installed; IMAGE_RECOGNITION_TRACKING=off unregisters it and leaves

@@ -48,7 +48,7 @@ pytest.importorskip("airflow", reason="needs the airflow extra: pip install -e '
 pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
 pytest.importorskip("moto.moto_server.threaded_moto_server", reason="moto[server] is not installed")
 
-from image_recognition.airflow_support import project_path_variable  # noqa: E402
+from image_recognition.integrations.airflow_tasks import project_path_variable  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

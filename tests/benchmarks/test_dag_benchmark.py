@@ -21,7 +21,7 @@ def test_node_times_are_read_from_the_log(dag_benchmark):
     log = "\n".join(
         [
             "2026-12-01 00:00:00,100 - kedro.pipeline.node - INFO - Running node: cnn.train_model_node: train([a]) -> [b]",
-            "2026-12-01 00:00:05,000 - image_recognition.progress - INFO - cnn epoch 1/2: step 3/9",
+            "2026-12-01 00:00:05,000 - image_recognition.common.progress - INFO - cnn epoch 1/2: step 3/9",
             "2026-12-01 00:09:30,900 - kedro.runner - INFO - Completed node: cnn.train_model_node",
             "2026-12-01 00:09:31,000 - kedro.pipeline.node - INFO - Running node: report_node: report([c]) -> [d]",
         ]

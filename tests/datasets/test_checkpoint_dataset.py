@@ -8,8 +8,8 @@ import pytest
 import torch
 from kedro.io.core import DatasetError
 
+from image_recognition.common.errors import InputError
 from image_recognition.datasets import TorchCheckpointDataset
-from image_recognition.errors import InputError
 from image_recognition.models import build_model, count_parameters
 from tests.helpers import fake_checkpoint
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from image_recognition.common.errors import InputError
 from image_recognition.datasets.images import (
     ImageError,
     ImageFolderDataset,
     display_name,
     image_loaders,
 )
-from image_recognition.errors import InputError
 from tests.helpers import (
     BAD_IMAGES,
     EPS_NAMED_PNG,

@@ -16,7 +16,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.io import AbstractVersionedDataset, DataCatalog
 from kedro.io.core import DatasetError, Version, parse_dataset_definition
 
-from image_recognition import atomic
+from image_recognition.common import atomic
 from image_recognition.datasets import (
     AtomicCSVDataset,
     AtomicJSONDataset,

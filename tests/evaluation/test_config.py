@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from image_recognition.errors import ParameterError
+from image_recognition.common.errors import ParameterError
+from image_recognition.common.params import config_to_dict
 from image_recognition.evaluation.config import EvaluationConfig
-from image_recognition.params import config_to_dict
 
 
 def test_settings_default_to_the_checkpoint_tta_and_refuse_bad_values():

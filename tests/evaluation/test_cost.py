@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from image_recognition import device
+from image_recognition.common import device
 from image_recognition.evaluation.cost import (
     InferenceRecipe,
     count_flops,
@@ -17,7 +17,7 @@ from image_recognition.evaluation.cost import (
     peak_memory_mib,
     training_times,
 )
-from image_recognition.inference import TTA_VIEWS
+from image_recognition.models.inference import TTA_VIEWS
 
 CPU = torch.device("cpu")
 FP32 = InferenceRecipe(autocast_dtype=None, channels_last=False)

@@ -8,10 +8,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from image_recognition.cifar10.split import split_fingerprint
 from image_recognition.evaluation import record
 from image_recognition.evaluation.config import EvaluationConfig
 from image_recognition.evaluation.record import metrics_record, provenance
+from image_recognition.sources.cifar10.split import split_fingerprint
 
 TEST_SPLIT = {"images": np.zeros((2, 3, 32, 32), dtype=np.uint8), "labels": np.array([0, 1]), "_catalog_version": "t1"}
 DATA_REPORT = {"source": {"url": "synthetic://cifar10", "md5": "0" * 32}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from image_recognition.device import cpu_has_native_bf16
+from image_recognition.common.device import cpu_has_native_bf16
 from image_recognition.reporting import figures
 from image_recognition.reporting.report import comparison_table, render_html
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from image_recognition.cifar10.archive import CIFAR10Arrays
-from image_recognition.cifar10.split import channel_statistics
-from image_recognition.cifar10.synthetic import make_synthetic_cifar10
+from image_recognition.sources.cifar10.archive import CIFAR10Arrays
+from image_recognition.sources.cifar10.split import channel_statistics
+from image_recognition.sources.cifar10.synthetic import make_synthetic_cifar10
 
 
 @pytest.fixture(scope="session")

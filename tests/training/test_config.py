@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from image_recognition.errors import ParameterError
+from image_recognition.common.errors import ParameterError
 from image_recognition.training.config import TrainingConfig
 
 # Settings where 0 is allowed (it turns the feature off), and those that must be above 0.

@@ -17,7 +17,7 @@ from torch._dynamo.testing import CompileCounter
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from image_recognition.errors import ParameterError
+from image_recognition.common.errors import ParameterError
 from image_recognition.models import build_model
 from image_recognition.models.tiny import TINY_MODELS
 from image_recognition.training import NonFiniteLossError, TrainingConfig, engine, launch, train
@@ -45,7 +45,7 @@ TWO = {"nproc_per_node": 2}
 @pytest.fixture(scope="module")
 def small(synthetic) -> dict:
     """20 training and 10 validation images per class: 5 steps of 40 per epoch."""
-    from image_recognition.cifar10.split import channel_statistics  # noqa: PLC0415
+    from image_recognition.sources.cifar10.split import channel_statistics  # noqa: PLC0415
 
     keep = torch.cat([torch.nonzero(torch.as_tensor(synthetic.train_labels) == c)[:20, 0] for c in range(10)])
     images, labels = synthetic.train_images[keep.numpy()], synthetic.train_labels[keep.numpy()]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from image_recognition.errors import ParameterError
+from image_recognition.common.errors import ParameterError
 from image_recognition.models import build_model
 from image_recognition.models.tiny import TINY_MODELS
 from image_recognition.training import (

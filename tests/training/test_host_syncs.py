@@ -20,9 +20,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from image_recognition.cifar10.split import channel_statistics
-from image_recognition.cifar10.synthetic import make_synthetic_cifar10
 from image_recognition.models.tiny import TINY_MODELS
+from image_recognition.sources.cifar10.split import channel_statistics
+from image_recognition.sources.cifar10.synthetic import make_synthetic_cifar10
 from image_recognition.training import engine, strong_augmentation, train
 
 aten = torch.ops.aten

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from image_recognition.errors import ParameterError
+from image_recognition.common.errors import ParameterError
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.scratch import RUN_NAME, new_run_name, scratch_run
 

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from kedro.io.core import DatasetError, Version
 
+from image_recognition.common.params import positive_int
 from image_recognition.datasets.files import FileDataset
 from image_recognition.models import MAX_MODEL_PARAMETERS
-from image_recognition.params import positive_int
 from image_recognition.training.checkpoint import CheckpointError, load_checkpoint
 
 

@@ -25,7 +25,7 @@ from typing import IO, Any, TypeVar
 import fsspec
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, get_filepath_str, get_protocol_and_path
 
-from image_recognition.atomic import atomic_write
+from image_recognition.common.atomic import atomic_write
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")

@@ -39,7 +39,7 @@ from kedro_datasets.partitions import PartitionedDataset
 from kedro_datasets.pillow import ImageDataset
 from PIL import Image, ImageFile
 
-from image_recognition.errors import InputError
+from image_recognition.common.errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from image_recognition.device import AUTO, DEVICES
-from image_recognition.errors import ParameterError
-from image_recognition.inference import TTA_MODES, tta_mode
-from image_recognition.params import one_of, positive_int, reject_unknown_keys
+from image_recognition.common.device import AUTO, DEVICES
+from image_recognition.common.errors import ParameterError
+from image_recognition.common.params import one_of, positive_int, reject_unknown_keys
+from image_recognition.models.inference import TTA_MODES, tta_mode
 
 # The settings that count something: each must be a positive integer.
 _COUNTS = (

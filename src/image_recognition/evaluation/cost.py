@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from image_recognition.device import (
+from image_recognition.common.device import (
     AUTO,
     autocast,
     autocast_dtype,
@@ -27,8 +27,8 @@ from image_recognition.device import (
     synchronize,
     use_channels_last,
 )
-from image_recognition.inference import TTA_VIEWS, tta_logits
 from image_recognition.models import CONVNET_NAMES, count_parameters
+from image_recognition.models.inference import TTA_VIEWS, tta_logits
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import math
 import subprocess
 from typing import Any
 
-from image_recognition.cifar10.split import split_fingerprint
+from image_recognition.common.params import config_to_dict
+from image_recognition.common.redact import redact_url, redact_urls
 from image_recognition.evaluation.config import EvaluationConfig
-from image_recognition.params import config_to_dict
-from image_recognition.redact import redact_url, redact_urls
+from image_recognition.sources.cifar10.split import split_fingerprint
 
 
 def metrics_record(  # noqa: PLR0913 (the parts of the record, named)

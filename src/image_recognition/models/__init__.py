@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from image_recognition.common.params import config_from_dict, config_to_dict
 from image_recognition.models.cnn import CNNConfig, FastCNN, whitening_filters
 from image_recognition.models.simple_cnn import SimpleCNN, SimpleCNNConfig
 from image_recognition.models.vit import VisionTransformer, ViTConfig
-from image_recognition.params import config_from_dict, config_to_dict
 
 # The most parameters a model may have, unless a caller sets another limit.
 # They are counted on the meta device, before any memory is allocated, so a

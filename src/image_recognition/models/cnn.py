@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from image_recognition.params import boolean, finite_number, require_positive
+from image_recognition.common.params import boolean, finite_number, require_positive
 
 
 @dataclass

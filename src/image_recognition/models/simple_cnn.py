@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from image_recognition.params import require_positive
+from image_recognition.common.params import require_positive
 
 
 @dataclass

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from image_recognition.params import boolean, finite_number, require_positive
+from image_recognition.common.params import boolean, finite_number, require_positive
 
 GLOBAL_POOLS = ("token", "avg", "attn")
 STEMS = ("patch", "conv")

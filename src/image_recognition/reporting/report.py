@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from image_recognition.redact import redact_url, redact_urls
+from image_recognition.common.redact import redact_url, redact_urls
 
 
 def comparison_table(results: dict[str, Any]) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """The training engine in plain PyTorch: no Kedro imports, runs where torch runs."""
 
-from image_recognition.inference import load_model, predict_logits
 from image_recognition.models import validate_model_config
+from image_recognition.models.inference import load_model, predict_logits
 from image_recognition.training.checkpoint import load_checkpoint, save_checkpoint
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.engine import (

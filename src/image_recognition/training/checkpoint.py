@@ -15,8 +15,8 @@ from typing import IO, Any
 
 import torch
 
-from image_recognition.atomic import atomic_write
-from image_recognition.errors import InputError
+from image_recognition.common.atomic import atomic_write
+from image_recognition.common.errors import InputError
 from image_recognition.models import MAX_MODEL_PARAMETERS, ModelTooLargeError, meta_model, validate_model_config
 
 CHECKPOINT_FORMAT = 1

@@ -6,11 +6,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from image_recognition.device import AUTO, DEVICES
-from image_recognition.errors import ParameterError
-from image_recognition.inference import TTA_MODES, tta_mode
-from image_recognition.models import MAX_MODEL_PARAMETERS
-from image_recognition.params import (
+from image_recognition.common.device import AUTO, DEVICES
+from image_recognition.common.errors import ParameterError
+from image_recognition.common.params import (
     boolean,
     config_from_dict,
     finite_number,
@@ -20,6 +18,8 @@ from image_recognition.params import (
     positive_int,
     positive_number,
 )
+from image_recognition.models import MAX_MODEL_PARAMETERS
+from image_recognition.models.inference import TTA_MODES, tta_mode
 from image_recognition.training.scratch import RUN_NAME
 
 OPTIMIZERS = ("sgd", "adamw")

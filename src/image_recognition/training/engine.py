@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from image_recognition.device import (
+from image_recognition.common.device import (
     autocast,
     autocast_dtype,
     configure_backends,
@@ -30,12 +30,12 @@ from image_recognition.device import (
     use_channels_last,
     use_fused_optimizer,
 )
-from image_recognition.errors import ParameterError
-from image_recognition.inference import tta_logits
+from image_recognition.common.errors import ParameterError
+from image_recognition.common.params import config_to_dict
+from image_recognition.common.progress import JobProgress, format_duration
 from image_recognition.models import CONVNET_NAMES, build_model, count_parameters, validate_model_config
-from image_recognition.params import config_to_dict
-from image_recognition.progress import JobProgress, format_duration
-from image_recognition.tensors import Normalizer, as_label_tensor, as_uint8_tensor
+from image_recognition.models.inference import tta_logits
+from image_recognition.sources.tensors import Normalizer, as_label_tensor, as_uint8_tensor
 from image_recognition.training.augment import Rows, alternating_flips, augment, random_flips
 from image_recognition.training.checkpoint import (
     CHECKPOINT_FORMAT,

@@ -45,10 +45,10 @@ from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-from image_recognition.device import resolve_device
-from image_recognition.errors import ParameterError
-from image_recognition.inference import load_model
-from image_recognition.params import config_to_dict
+from image_recognition.common.device import resolve_device
+from image_recognition.common.errors import ParameterError
+from image_recognition.common.params import config_to_dict
+from image_recognition.models.inference import load_model
 from image_recognition.training.config import AUTO, TrainingConfig
 from image_recognition.training.ddp import current_group
 from image_recognition.training.engine import (

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from image_recognition.errors import ParameterError
-from image_recognition.storage import is_local, local_path
+from image_recognition.common.errors import ParameterError
+from image_recognition.common.storage import is_local, local_path
 
 logger = logging.getLogger(__name__)
 

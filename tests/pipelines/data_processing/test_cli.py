@@ -62,7 +62,7 @@ def assert_clean_failure(result, pattern: str, project, archive_was_good: bool =
     assert trusted == (["data/01_raw/cifar-10-python.tar.gz"] if archive_was_good else []), trusted
 
 
-# tests/cifar10/test_archive.py decodes all of ARCHIVE_CASES; two of them prove the CLI's one-line error path.
+# tests/sources/cifar10/test_archive.py decodes all of ARCHIVE_CASES; two of them prove the CLI's one-line error path.
 @pytest.mark.parametrize("case", ["evil_pickle", "truncated"])
 def test_bad_archive_fails_cleanly(project, tmp_path, case):
     archive = bad_archive(tmp_path, case)

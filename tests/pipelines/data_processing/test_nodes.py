@@ -10,9 +10,7 @@ import fsspec
 import numpy as np
 import pytest
 
-from image_recognition.cifar10.archive import ArchiveError
-from image_recognition.cifar10.split import channel_statistics, stratified_holdout
-from image_recognition.errors import DataValidationError, ParameterError
+from image_recognition.common.errors import DataValidationError, ParameterError
 from image_recognition.pipelines.data_processing.nodes import (
     build_data_report,
     compute_normalization,
@@ -21,6 +19,8 @@ from image_recognition.pipelines.data_processing.nodes import (
     split_cifar10,
     validate_cifar10,
 )
+from image_recognition.sources.cifar10.archive import ArchiveError
+from image_recognition.sources.cifar10.split import channel_statistics, stratified_holdout
 
 
 def params(tmp_path, archive=None, **overrides):

@@ -9,9 +9,9 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
 
-from image_recognition.cifar10.fetch import FetchError
 from image_recognition.pipelines.data_processing import create_pipeline
 from image_recognition.pipelines.data_processing.nodes import fetch_cifar10
+from image_recognition.sources.cifar10.fetch import FetchError
 from tests.helpers import PRESIGNED_QUERY, SOURCE_SECRETS, SOURCE_USERINFO, presigned
 
 OUTPUTS = [

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from image_recognition import device
-from image_recognition.errors import ParameterError
+from image_recognition.common import device
+from image_recognition.common.errors import ParameterError
 from image_recognition.models import build_model, validate_model_config
 from image_recognition.pipelines.evaluation.nodes import evaluate_model
 

@@ -12,10 +12,10 @@ from kedro_datasets.text import TextDataset
 
 from image_recognition.datasets import ImageFolderDataset, TorchCheckpointDataset
 from image_recognition.datasets.images import ImageError
-from image_recognition.hooks import SelectedCheckpointHook
+from image_recognition.integrations.hooks import SelectedCheckpointHook
 from image_recognition.pipeline_registry import register_pipelines
 from image_recognition.pipelines.predict import create_pipeline
-from image_recognition.prediction import UntrainedModelError
+from image_recognition.serving.prediction import UntrainedModelError
 from tests.helpers import (
     EPS_NAMED_PNG,
     NOT_UTF8_NAME,

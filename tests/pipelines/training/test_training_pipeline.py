@@ -10,8 +10,8 @@ import yaml
 from kedro.config import OmegaConfigLoader
 from kedro.io.core import Version
 
+from image_recognition.common.errors import ParameterError
 from image_recognition.datasets import TorchCheckpointDataset
-from image_recognition.errors import ParameterError
 from image_recognition.pipeline_registry import register_pipelines
 from image_recognition.pipelines.training.nodes import check_training_params, train_model
 from image_recognition.settings import CONFIG_LOADER_ARGS

@@ -10,20 +10,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from image_recognition import storage
-from image_recognition.cifar10.archive import (
+from image_recognition.common import storage
+from image_recognition.common.errors import DataValidationError, ParameterError
+from image_recognition.common.redact import redact_url
+from image_recognition.pipelines.data_processing.params import DataParams
+from image_recognition.sources.cifar10.archive import (
     IMAGE_SHAPE,
     NUM_CLASSES,
     ArchiveError,
     CIFAR10Arrays,
     load_cifar10_archive,
 )
-from image_recognition.cifar10.fetch import FetchError, fetch_verified, is_remote, md5_of
-from image_recognition.cifar10.split import channel_statistics, stratified_holdout
-from image_recognition.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive
-from image_recognition.errors import DataValidationError, ParameterError
-from image_recognition.pipelines.data_processing.params import DataParams
-from image_recognition.redact import redact_url
+from image_recognition.sources.cifar10.fetch import FetchError, fetch_verified, is_remote, md5_of
+from image_recognition.sources.cifar10.split import channel_statistics, stratified_holdout
+from image_recognition.sources.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive
 
 logger = logging.getLogger(__name__)
 

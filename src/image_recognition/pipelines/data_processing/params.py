@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from image_recognition.errors import ParameterError
-from image_recognition.params import non_negative_int, positive_int, positive_number, reject_unknown_keys
+from image_recognition.common.errors import ParameterError
+from image_recognition.common.params import non_negative_int, positive_int, positive_number, reject_unknown_keys
 
 SYNTHETIC_SCHEME = "synthetic"
 _SYNTHETIC_OPTIONS = {"train_per_class": 500, "test_per_class": 100, "seed": 0}

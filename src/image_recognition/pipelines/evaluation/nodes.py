@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from image_recognition.device import resolve_device
+from image_recognition.common.device import resolve_device
 from image_recognition.evaluation.config import EvaluationConfig
 from image_recognition.evaluation.cost import InferenceRecipe, inference_recipe, measure_cost, reset_peak_memory
 from image_recognition.evaluation.metrics import score_logits
 from image_recognition.evaluation.record import metrics_record
-from image_recognition.inference import load_model, predict_logits
+from image_recognition.models.inference import load_model, predict_logits
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from image_recognition.hooks import RECORDS_INPUT_VERSIONS
+from image_recognition.integrations.hooks import RECORDS_INPUT_VERSIONS
 from image_recognition.pipelines.evaluation.nodes import evaluate_model
 
 

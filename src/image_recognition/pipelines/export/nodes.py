@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from image_recognition.export import ExportConfig, onnx_bytes, safetensors_bytes
+from image_recognition.serving.export import ExportConfig, onnx_bytes, safetensors_bytes
 
 
 def check_export_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ pins it by that name.
 
 from kedro.pipeline import Node, Pipeline
 
-from image_recognition.hooks import RECORDS_INPUT_VERSIONS, VALIDATES_PARAMETERS
+from image_recognition.integrations.hooks import RECORDS_INPUT_VERSIONS, VALIDATES_PARAMETERS
 from image_recognition.pipelines.export.nodes import check_export_params, export_model
 
 

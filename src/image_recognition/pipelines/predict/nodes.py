@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from image_recognition.prediction import PredictConfig, gallery_html, predict_images
+from image_recognition.serving.prediction import PredictConfig, gallery_html, predict_images
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ by the model's own dataset name.
 
 from kedro.pipeline import Node, Pipeline
 
-from image_recognition.hooks import RECORDS_INPUT_VERSIONS, VALIDATES_PARAMETERS
+from image_recognition.integrations.hooks import RECORDS_INPUT_VERSIONS, VALIDATES_PARAMETERS
 from image_recognition.pipelines.predict.nodes import check_predict_params, predict_folder
 
 

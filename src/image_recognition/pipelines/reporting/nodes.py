@@ -8,10 +8,10 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from image_recognition.cifar10.split import split_fingerprint
-from image_recognition.errors import InputError
+from image_recognition.common.errors import InputError
 from image_recognition.reporting import figures
 from image_recognition.reporting.report import render_html
+from image_recognition.sources.cifar10.split import split_fingerprint
 
 logger = logging.getLogger(__name__)
 

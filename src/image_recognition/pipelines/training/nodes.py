@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from image_recognition.cifar10.archive import IMAGE_SHAPE
-from image_recognition.errors import InputError, ParameterError
+from image_recognition.common.errors import InputError, ParameterError
+from image_recognition.common.params import config_to_dict, parameters_file
+from image_recognition.common.redact import redact_url
 from image_recognition.models import MODEL_NAMES, validate_model_config
-from image_recognition.params import config_to_dict, parameters_file
-from image_recognition.redact import redact_url
+from image_recognition.sources.cifar10.archive import IMAGE_SHAPE
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.engine import NonFiniteLossError, train
 from image_recognition.training.scratch import scratch_run

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from image_recognition.hooks import RECORDS_INPUT_VERSIONS, VALIDATES_PARAMETERS
+from image_recognition.integrations.hooks import RECORDS_INPUT_VERSIONS, VALIDATES_PARAMETERS
 from image_recognition.pipelines.training.nodes import check_training_params, train_model
 
 # Shared inputs from data_processing: not namespaced.

@@ -1,0 +1,342 @@
+"""Predict the class of new images with a trained checkpoint: the ``predict`` pipeline's and command's core.
+
+Images of any size and mode become the model's input the standard way: EXIF
+orientation applied, converted to RGB (transparency composited on white,
+16-bit grey scaled to 8 bits), resized with Pillow's antialiased bilinear
+filter so that the shorter side is 32 pixels and centre-cropped (``resize:
+crop``), or the longer side is 32 pixels and padded with black (``resize: pad``).
+The checkpoint's own normalisation and TTA mode follow, batched on the device.
+
+Memory stays bounded whatever the image's shape: the crop is resampled from
+the part of the image it keeps, so the scaled image is never built (a
+1,000,000 x 1 image scaled to a 32-pixel shorter side would be 32,000,000 x 32
+pixels), and 16-bit images are scaled to 8 bits a slice at a time.
+
+The predictions table names each file by :func:`display_name`, so a name
+that is not UTF-8 is written to the CSV, the gallery and the terminal as
+escaped text that tells it apart from every other name.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from kedro.io.core import DatasetError
+from PIL import ExifTags, Image, ImageOps
+
+from image_recognition.common.device import AUTO, DEVICES, resolve_device
+from image_recognition.common.errors import InputError, ParameterError
+from image_recognition.common.params import one_of, positive_int, reject_unknown_keys
+from image_recognition.datasets.images import ImageError, display_name
+from image_recognition.evaluation.config import EvaluationConfig
+from image_recognition.evaluation.cost import inference_recipe
+from image_recognition.models import MODEL_NAMES
+from image_recognition.models.inference import TTA_MODES, load_model, predict_logits
+
+logger = logging.getLogger(__name__)
+
+# CIFAR-10's classes in label order, for checkpoints trained before they recorded their own.
+CIFAR10_CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+RESIZE_MODES = ("crop", "pad")
+TOP_K = 3
+IMAGE_SIZE = 32
+# Pixels of a 16- or 32-bit grey image scaled to 8 bits at a time, as float64: 2 MB.
+_GREY_SLICE = 1 << 18
+PREDICTION_COLUMNS = [
+    "file",
+    "class",
+    "probability",
+    "class_2",
+    "probability_2",
+    "class_3",
+    "probability_3",
+    "model",
+    "checkpoint_version",
+    "error",
+]
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """How new images are predicted (``predict`` in parameters_predict.yml)."""
+
+    model: str = "cnn"  # simple_cnn, cnn or vit: whose latest (or pinned) checkpoint predicts
+    input_dir: str | None = None  # read by the catalog's predict_images entry; recorded here
+    resize: str = "crop"  # crop: shorter side to 32, centre crop; pad: longer side to 32, black borders
+    keep_going: bool = False  # false: the first bad file fails the run; true: it gets an error row
+    batch_size: int = 256
+    tta: str | None = None  # null: the checkpoint's own TTA mode
+    device: str = AUTO
+    gallery_size: int = 500  # most confident predictions shown in the HTML gallery
+    thumbnail_size: int = 96  # pixels, the longer side of each gallery thumbnail
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any] | None) -> PredictConfig:
+        params = params or {}
+        reject_unknown_keys("predict", params, {field.name for field in dataclasses.fields(cls)})
+        return cls(**params)
+
+    def __post_init__(self) -> None:
+        check_model_name(self.model, "predict.model")
+        if self.resize not in RESIZE_MODES:
+            raise ParameterError(f"predict.resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
+        if not isinstance(self.keep_going, bool):
+            raise ParameterError(f"predict.keep_going must be true or false, got {self.keep_going!r}")
+        for name in ("batch_size", "gallery_size", "thumbnail_size"):
+            positive_int(f"predict.{name}", getattr(self, name))
+        one_of("predict.device", self.device, DEVICES)
+        if self.tta is not None and self.tta not in TTA_MODES:
+            raise ParameterError(
+                f"predict.tta must be null (the checkpoint's own) or one of {', '.join(TTA_MODES)}, got {self.tta!r}"
+            )
+
+
+def check_model_name(model: Any, parameter: str) -> str:
+    """``model`` if it names one of the project's models; else a ParameterError saying which exist."""
+    if model not in MODEL_NAMES:
+        raise ParameterError(f"{parameter} must be one of {', '.join(MODEL_NAMES)}, got {model!r}")
+    return model
+
+
+class UntrainedModelError(InputError, DatasetError):
+    """No checkpoint of the model has been saved, so there is nothing to predict or export with.
+
+    A ``DatasetError`` too, so that Kedro passes it on unwrapped and ``kedro run``
+    prints its one-line message.
+    """
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"no {model}.checkpoint has been saved: train it first with `kedro run --pipelines=train_{model}`"
+        )
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` upright (its EXIF orientation) and in RGB, the standard way for its mode.
+
+    No more than two images of its size are held at once besides ``image`` itself:
+    a 40-megapixel image stays within a few hundred MB.
+    """
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)  # otherwise it would only copy the image
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        image = _grey_to_8_bits(image)
+    if image.mode == "P" and "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        composited = Image.new("RGB", rgba.size, (255, 255, 255))
+        composited.paste(rgba, mask=rgba)  # alpha-composited on white
+        return composited
+    return image.convert("RGB")
+
+
+def _grey_to_8_bits(image: Image.Image) -> Image.Image:
+    """16- and 32-bit grey scaled to 8 bits, instead of clipping everything above 255 to white.
+
+    A slice at a time: the image as one float64 array would take 8 bytes a pixel
+    (about 1 GB, with its temporaries, for 40 megapixels).
+    """
+    values = np.asarray(image).reshape(-1)  # uint16, int32 or float32, as the image holds them
+    peak = values.max(initial=0)
+    if image.mode == "F":
+        multiplier, divisor = (255.0 if peak <= 1.0 else 1.0), 1.0
+    else:
+        multiplier, divisor = 1.0, (257.0 if image.mode != "I" or peak > 255 else 1.0)  # noqa: PLR2004 (8 bits)
+    grey = np.empty(values.shape, dtype=np.uint8)
+    for start in range(0, len(values), _GREY_SLICE):
+        part = values[start : start + _GREY_SLICE].astype(np.float64)
+        part *= multiplier
+        part /= divisor
+        np.clip(np.rint(part, out=part), 0, 255, out=part)
+        grey[start : start + _GREY_SLICE] = part
+    return Image.fromarray(grey.reshape(image.height, image.width))
+
+
+def model_input(image: Image.Image, resize: str = "crop") -> torch.Tensor:
+    """An RGB image as the model's uint8 input (3, 32, 32), aspect ratio kept by a crop or padding.
+
+    ``crop`` gives the centre 32 x 32 of the image scaled to a 32-pixel shorter
+    side, resampled straight from the part of the image that crop keeps (Pillow's
+    ``box``): the same pixels, without building the scaled image.
+    """
+    width, height = image.size
+    if resize == "crop":
+        scale = IMAGE_SIZE / min(width, height)
+        scaled = (max(1, round(width * scale)), max(1, round(height * scale)))
+        left, top = (round((side - IMAGE_SIZE) / 2) for side in scaled)
+        step_x, step_y = width / scaled[0], height / scaled[1]  # image pixels per scaled pixel
+        box = (
+            left * step_x,
+            top * step_y,
+            min(width, (left + IMAGE_SIZE) * step_x),
+            min(height, (top + IMAGE_SIZE) * step_y),
+        )
+        framed = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR, box=box)
+    else:
+        scale = IMAGE_SIZE / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        framed = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE))  # black where the image does not reach
+        framed.paste(
+            image.resize(size, Image.Resampling.BILINEAR), ((IMAGE_SIZE - size[0]) // 2, (IMAGE_SIZE - size[1]) // 2)
+        )
+    return torch.from_numpy(np.asarray(framed).transpose(2, 0, 1).copy())  # (3, 32, 32) uint8
+
+
+def class_names(checkpoint: dict[str, Any], num_classes: int) -> list[str]:
+    """The checkpoint's class names; CIFAR-10's for a 10-class checkpoint that predates them."""
+    names = (checkpoint.get("data") or {}).get("class_names")
+    if names and len(names) == num_classes:
+        return list(names)
+    if num_classes == len(CIFAR10_CLASS_NAMES):
+        return list(CIFAR10_CLASS_NAMES)
+    return [f"class_{index}" for index in range(num_classes)]
+
+
+@dataclass
+class Predictions:
+    """One row per file (PREDICTION_COLUMNS) and each predicted file's thumbnail (PNG bytes)."""
+
+    table: pd.DataFrame
+    thumbnails: dict[str, bytes]
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.table[self.table["error"].notna()]
+
+
+def predict_images(
+    loaders: dict[str, Callable[[], Image.Image]],
+    checkpoint: dict[str, Any],
+    config: PredictConfig,
+    checkpoint_version: str | None = None,
+    thumbnails: bool = True,
+) -> Predictions:
+    """Predict every image ``loaders`` can load, in name order.
+
+    A file that fails to load raises its :class:`ImageError` unless
+    ``config.keep_going``; then it gets a row with the error and no class.
+    The ``file`` column (and the thumbnails' keys) hold each name as
+    :func:`display_name` shows it.
+    """
+    names, inputs, rows, shown = [], [], [], {}
+    for name in sorted(loaders):
+        file = display_name(name)
+        try:
+            image = to_rgb(loaders[name]())
+            inputs.append(model_input(image, config.resize))
+        except ImageError as exc:
+            if not config.keep_going:
+                raise
+            rows.append({"file": file, "error": str(exc)})
+            logger.warning("%s", exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 (a file that decodes but cannot be converted is still one bad file)
+            error = ImageError(f"{file}: cannot be converted to RGB ({type(exc).__name__}: {exc})")
+            if not config.keep_going:
+                raise error from exc
+            rows.append({"file": file, "error": str(error)})
+            continue
+        names.append(file)
+        if thumbnails:
+            shown[file] = _thumbnail(image, config.thumbnail_size)
+    probabilities = _probabilities(torch.stack(inputs), checkpoint, config) if inputs else torch.empty(0, 1)
+    if inputs:
+        labels = class_names(checkpoint, probabilities.shape[1])
+        top = probabilities.topk(min(TOP_K, probabilities.shape[1]), dim=1)
+        for index, name in enumerate(names):
+            row: dict[str, Any] = {"file": name}
+            for rank, (p, label) in enumerate(zip(top.values[index].tolist(), top.indices[index].tolist()), start=1):
+                suffix = "" if rank == 1 else f"_{rank}"
+                row[f"class{suffix}"], row[f"probability{suffix}"] = labels[label], round(p, 6)
+            rows.append(row)
+    table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS).sort_values("file", kind="stable").reset_index(drop=True)
+    table["model"] = checkpoint["model_name"]
+    table["checkpoint_version"] = checkpoint_version
+    return Predictions(table=table, thumbnails=shown)
+
+
+def _probabilities(images: torch.Tensor, checkpoint: dict[str, Any], config: PredictConfig) -> torch.Tensor:
+    """Softmax over the checkpoint's classes, with its TTA mode (or ``config.tta``), in its recipe's precision."""
+    device = resolve_device(config.device)
+    recipe = inference_recipe(checkpoint.get("training_config"), checkpoint["model_name"], device)
+    model = load_model(checkpoint, device, channels_last=recipe.channels_last)
+    tta = EvaluationConfig(tta=config.tta).tta_for(checkpoint)
+    normalization = checkpoint["normalization"]
+    logits = predict_logits(
+        model,
+        images,
+        normalization["mean"],
+        normalization["std"],
+        batch_size=config.batch_size,
+        tta=tta,
+        device=device,
+        autocast_dtype=recipe.autocast_dtype,
+        channels_last=recipe.channels_last,
+        tf32=recipe.tf32,
+        progress=f"predicting {len(images):,} images with {checkpoint['model_name']} (tta {tta})",
+    )
+    return logits.softmax(dim=1)
+
+
+def _thumbnail(image: Image.Image, size: int) -> bytes:
+    """PNG bytes of ``image`` shrunk to fit ``size`` x ``size`` (never enlarged), without a full-size copy."""
+    scale = min(1.0, size / max(image.size))
+    fitted = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = image.resize(fitted, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+_GALLERY_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+.grid { display: flex; flex-wrap: wrap; gap: 12px; }
+figure { margin: 0; width: 128px; text-align: center; font-size: 12px; }
+figure img { max-width: 96px; max-height: 96px; image-rendering: pixelated; border: 1px solid #ccc; }
+figcaption { overflow-wrap: anywhere; }
+.p { color: #555; }
+table { border-collapse: collapse; } td { border: 1px solid #ccc; padding: 2px 6px; }
+"""
+
+
+def gallery_html(predictions: Predictions, config: PredictConfig) -> str:
+    """A self-contained page: thumbnails with their labels, most confident first, then the failed files."""
+    table = predictions.table
+    ok = table[table["error"].isna()].sort_values(["probability", "file"], ascending=[False, True])
+    shown = ok.head(config.gallery_size)
+    model = html.escape(str(table["model"].iloc[0])) if len(table) else ""
+    version = html.escape(str(table["checkpoint_version"].iloc[0])) if len(table) else ""
+    cards = []
+    for row in shown.to_dict("records"):
+        name = html.escape(row["file"])
+        thumbnail = predictions.thumbnails.get(row["file"])
+        image = (
+            f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(thumbnail).decode()}">'
+            if thumbnail
+            else ""
+        )
+        caption = f'<b>{html.escape(row["class"])}</b> <span class="p">{row["probability"]:.1%}</span><br>{name}'
+        cards.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
+    failed = table[table["error"].notna()]
+    errors = "".join(
+        f"<tr><td>{html.escape(row.file)}</td><td>{html.escape(row.error)}</td></tr>" for row in failed.itertuples()
+    )
+    more = f" (the {len(shown)} most confident of {len(ok)})" if len(shown) < len(ok) else ""
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Predictions</title>"
+        f"<style>{_GALLERY_STYLE}</style></head><body>"
+        f"<h1>Predictions of {model}</h1><p>Checkpoint version {version}: {len(ok)} images predicted{more}, "
+        f"{len(failed)} failed. Sorted by confidence.</p>"
+        f"<div class='grid'>{''.join(cards)}</div>"
+        + (f"<h2>Files that could not be predicted</h2><table>{errors}</table>" if errors else "")
+        + "</body></html>"
+    )

@@ -1,0 +1,121 @@
+"""The recipes follow the hardware unless the user chose an environment."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import pytest
+import torch
+from kedro.config import OmegaConfigLoader
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from image_recognition.integrations import config_loader
+from image_recognition.integrations.config_loader import HardwareAwareConfigLoader
+from image_recognition.settings import CONFIG_LOADER_ARGS
+from tests.helpers import PROJECT_ROOT
+
+GPU_CNN_WIDTHS = [64, 256, 256]  # conf/base
+CPU_CNN_WIDTHS = [64, 128, 256]  # conf/cpu
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """Set whether torch reports a CUDA device, and forget what was announced."""
+    monkeypatch.setattr(config_loader, "_announced", set())
+
+    def set_cuda(available: bool) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+
+    return set_cuda
+
+
+def cnn_widths(loader: OmegaConfigLoader) -> list[int]:
+    return loader["parameters"]["cnn"]["model"]["widths"]
+
+
+def test_without_cuda_the_cpu_recipes_are_used_and_the_choice_is_logged(fake_cuda, caplog):
+    fake_cuda(False)
+    with caplog.at_level(logging.INFO, logger="image_recognition.integrations.config_loader"):
+        loader = HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", **CONFIG_LOADER_ARGS)
+        HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", **CONFIG_LOADER_ARGS)  # a second loader: no second line
+    assert cnn_widths(loader) == CPU_CNN_WIDTHS
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == ["no CUDA device found: using the cpu recipes (conf/cpu); --env=base forces the GPU recipes"]
+    # Exactly what Kedro itself resolves for --env=cpu, for every kind of configuration.
+    explicit = OmegaConfigLoader(f"{PROJECT_ROOT}/conf", env="cpu", **CONFIG_LOADER_ARGS)
+    for key in ("parameters", "catalog", "globals"):
+        assert loader[key] == explicit[key]
+
+
+def test_with_cuda_the_gpu_recipes_are_used(fake_cuda, caplog):
+    fake_cuda(True)
+    with caplog.at_level(logging.INFO, logger="image_recognition.integrations.config_loader"):
+        loader = HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", **CONFIG_LOADER_ARGS)
+    assert cnn_widths(loader) == GPU_CNN_WIDTHS
+    assert "CUDA device found: using the GPU recipes (conf/base)" in caplog.text
+
+
+@pytest.mark.parametrize(("env", "widths"), [("base", GPU_CNN_WIDTHS), ("cpu", CPU_CNN_WIDTHS), ("demo", [16, 32, 32])])
+def test_an_explicit_environment_wins_over_the_hardware(fake_cuda, env, widths):
+    fake_cuda(False)
+    assert cnn_widths(HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", env=env, **CONFIG_LOADER_ARGS)) == widths
+    fake_cuda(True)
+    assert cnn_widths(HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", env=env, **CONFIG_LOADER_ARGS)) == widths
+
+
+def test_local_settings_still_win_over_the_cpu_recipes(fake_cuda, tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(f"{PROJECT_ROOT}/conf", conf)
+    (conf / "local").mkdir(exist_ok=True)
+    (conf / "local" / "parameters.yml").write_text("cnn:\n  model: {name: cnn, widths: [8, 8, 8]}\n  training: {}\n")
+    fake_cuda(False)
+    loader = HardwareAwareConfigLoader(
+        str(conf), runtime_params={"vit": {"training": {"epochs": 2}}}, **CONFIG_LOADER_ARGS
+    )
+    parameters = loader["parameters"]
+    assert parameters["cnn"]["model"]["widths"] == [8, 8, 8]  # local over cpu
+    assert parameters["vit"]["training"]["epochs"] == 2  # --params over everything
+    assert parameters["vit"]["model"]["stem_depth"] == 2  # the cpu profile where local is silent
+
+
+@pytest.mark.parametrize(("kedro_env", "widths"), [(None, CPU_CNN_WIDTHS), ("base", GPU_CNN_WIDTHS)])
+def test_sessions_resolve_through_the_project_settings(fake_cuda, monkeypatch, kedro_env, widths):
+    """What kedro run, kedro viz, the notebook and Airflow tasks get: a session's context."""
+    fake_cuda(False)
+    if kedro_env:
+        monkeypatch.setenv("KEDRO_ENV", kedro_env)
+    else:
+        monkeypatch.delenv("KEDRO_ENV", raising=False)
+    bootstrap_project(PROJECT_ROOT)
+    with KedroSession.create(project_path=PROJECT_ROOT) as session:
+        assert session.load_context().params["cnn"]["model"]["widths"] == widths
+
+
+@pytest.mark.parametrize("env", [None, "cpu", "base"])
+def test_params_for_a_block_the_environment_lacks_keep_the_rest_of_it(fake_cuda, env):
+    """``--params cifar10.validation_size=0`` changes one key; conf/cpu has no cifar10 block to replace base's."""
+    fake_cuda(False)
+    runtime = {"cifar10": {"validation_size": 0}}
+    loader = HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", env=env, runtime_params=runtime, **CONFIG_LOADER_ARGS)
+    cifar10 = loader["parameters"]["cifar10"]
+    assert cifar10["validation_size"] == 0
+    assert cifar10["source"]["md5"] and cifar10["expected_sizes"] == {"train": 50000, "test": 10000}
+
+
+@pytest.mark.parametrize("env", [None, "demo"])
+def test_data_root_at_run_time_moves_every_layer_but_the_scratch_files(fake_cuda, env):
+    fake_cuda(False)
+    loader = HardwareAwareConfigLoader(
+        f"{PROJECT_ROOT}/conf", env=env, runtime_params={"data_root": "s3://bucket/prefix"}, **CONFIG_LOADER_ARGS
+    )
+    filepaths = [entry.get("filepath") or entry.get("path") for entry in loader["catalog"].values()]
+    filepaths = [path for path in filepaths if path]
+    assert filepaths and all(path.startswith("s3://bucket/prefix/") for path in filepaths), filepaths
+    parameters = loader["parameters"]
+    assert parameters["cifar10"]["cache_dir"] == "s3://bucket/prefix/01_raw"
+    scratch = "data/demo" if env == "demo" else "data"
+    assert parameters["vit"]["scratch_dir"] == f"{scratch}/06_models/vit/scratch"
+    default = HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", env=env, **CONFIG_LOADER_ARGS)
+    assert default["parameters"]["cifar10"]["cache_dir"] == f"{scratch}/01_raw"
