@@ -48,7 +48,7 @@ CRAFTED = {
     "huge_model": r"refused: cnn model has 44,545,360,184 parameters, more than max_model_parameters of its catalog "
     r"entry \(300,000,000\); raise max_model_parameters of its catalog entry if you trust this checkpoint",
     "weights_of_another_shape": r"refused: its model_state does not fit its cnn model config \(groups\.2\.conv1\.weight",
-    "invalid_config": r"refused: its model config is invalid \(unknown cnn model config key\(s\) \['widht'\]",
+    "invalid_config": r"refused: its model config is invalid \(unknown parameter\(s\) cnn.model.widht",
 }
 
 

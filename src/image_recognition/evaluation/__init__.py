@@ -1,1 +1,1 @@
-"""Test-set metrics and cost measurements in plain numpy/PyTorch (no Kedro)."""
+"""Test-set metrics and cost measurements in plain numpy/PyTorch (no Kedro); imports ``models``, ``sources`` and ``common``."""

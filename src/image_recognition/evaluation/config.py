@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from image_recognition.common.device import AUTO, DEVICES
 from image_recognition.common.errors import ParameterError
-from image_recognition.common.params import one_of, positive_int, reject_unknown_keys
+from image_recognition.common.params import config_from_dict, null_or_one_of, one_of, positive_int
 from image_recognition.models.inference import TTA_MODES, tta_mode
 
 # The settings that count something: each must be a positive integer.
@@ -41,15 +40,10 @@ class EvaluationConfig:
     @classmethod
     def from_dict(cls, params: dict[str, Any] | None) -> EvaluationConfig:
         """The ``evaluation`` parameters over the defaults; unknown keys are refused."""
-        params = params or {}
-        reject_unknown_keys("evaluation", params, {field.name for field in dataclasses.fields(cls)})
-        return cls(**params)
+        return config_from_dict(cls, params, "evaluation")
 
     def __post_init__(self) -> None:
-        if self.tta is not None and self.tta not in TTA_MODES:
-            raise ParameterError(
-                f"evaluation.tta must be null (the checkpoint's own) or one of {', '.join(TTA_MODES)}, got {self.tta!r}"
-            )
+        null_or_one_of("evaluation.tta", self.tta, TTA_MODES, "the checkpoint's own")
         for name in _COUNTS:
             positive_int(f"evaluation.{name}", getattr(self, name))
         one_of("evaluation.device", self.device, DEVICES)

@@ -200,19 +200,12 @@ class MlflowTrackingHook:
 
     @hook_impl
     def after_catalog_created(self, catalog: Any, parameters: dict[str, Any]) -> None:
-        from image_recognition.common.errors import ParameterError  # noqa: PLC0415
-        from image_recognition.common.params import parameters_file, reject_unknown_keys  # noqa: PLC0415
+        from image_recognition.common.params import boolean, reject_unknown_keys  # noqa: PLC0415
 
         self._catalog = catalog
         settings = parameters.get("params:tracking") or {}
         reject_unknown_keys("tracking", settings, {"log_checkpoints"})
-        log_checkpoints = settings.get("log_checkpoints", False)
-        if not isinstance(log_checkpoints, bool):
-            raise ParameterError(
-                f"tracking.log_checkpoints must be true or false, got {log_checkpoints!r}; "
-                f"fix it in {parameters_file('tracking')} or your --params"
-            )
-        self._log_checkpoints = log_checkpoints
+        self._log_checkpoints = boolean("tracking.log_checkpoints", settings.get("log_checkpoints", False))
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any) -> None:

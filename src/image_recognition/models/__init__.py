@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from image_recognition.common.params import config_from_dict, config_to_dict
+from image_recognition.common.errors import ParameterError
+from image_recognition.common.params import config_from_dict, config_to_dict, one_of
 from image_recognition.models.cnn import CNNConfig, FastCNN, whitening_filters
 from image_recognition.models.simple_cnn import SimpleCNN, SimpleCNNConfig
 from image_recognition.models.vit import VisionTransformer, ViTConfig
@@ -35,20 +36,23 @@ MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 CONVNET_NAMES: frozenset[str] = frozenset({"simple_cnn", "cnn"})
 
 
-class ModelTooLargeError(ValueError):
+class ModelTooLargeError(ParameterError):
     """A model config builds more parameters than the limit allows."""
 
 
+def check_model_name(name: Any, key: str = "model.name") -> str:
+    """``name`` if it names one of :data:`MODEL_NAMES`; else a ParameterError naming ``key`` and the names."""
+    return one_of(key, name, MODEL_NAMES)
+
+
 def _entry(name: str) -> tuple[type, Callable[[Any], nn.Module]]:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; valid names are {list(MODEL_NAMES)}")
-    return _REGISTRY[name]
+    return _REGISTRY[check_model_name(name)]
 
 
 def model_config(name: str, config: dict[str, Any] | None = None) -> Any:
-    """The validated config dataclass of model ``name`` built from ``config``."""
+    """The validated config dataclass of model ``name`` built from ``config`` (ParameterError if invalid)."""
     config_cls, _ = _entry(name)
-    return config_from_dict(config_cls, config, f"{name} model config")
+    return config_from_dict(config_cls, config, f"{name}.model")
 
 
 def validate_model_config(
@@ -57,7 +61,7 @@ def validate_model_config(
     max_parameters: int = MAX_MODEL_PARAMETERS,
     limit_name: str = "max_parameters",
 ) -> dict[str, Any]:
-    """Check ``config`` for model ``name`` (ValueError if invalid); return it in full.
+    """Check ``config`` for model ``name`` (ParameterError if invalid); return it in full.
 
     A model of more than ``max_parameters`` parameters is invalid too (see
     :data:`MAX_MODEL_PARAMETERS`); the error names ``limit_name``, the setting
@@ -99,6 +103,7 @@ __all__ = [
     "ViTConfig",
     "VisionTransformer",
     "build_model",
+    "check_model_name",
     "count_parameters",
     "meta_model",
     "model_config",

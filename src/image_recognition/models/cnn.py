@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from image_recognition.common.params import boolean, finite_number, require_positive
+from image_recognition.common.params import (
+    boolean,
+    each,
+    number_in_range,
+    number_list,
+    parameter_error,
+    positive_int,
+    positive_number,
+)
 
 
 @dataclass
@@ -43,22 +51,20 @@ class CNNConfig:
     num_classes: int = 10
 
     def __post_init__(self) -> None:
-        for width in self.widths:
-            finite_number("cnn.model.widths", width)  # before int(): int(inf) raises OverflowError
-        self.widths = tuple(int(w) for w in self.widths)
+        # number_list before int(): int(inf) raises OverflowError
+        self.widths = tuple(int(w) for w in number_list("cnn.model.widths", self.widths))
         boolean("cnn.model.train_bn_weight", self.train_bn_weight)
         if len(self.widths) != 3:  # noqa: PLR2004 (three conv groups)
-            raise ValueError(f"cnn: widths must list 3 channel counts, got {list(self.widths)}")
-        require_positive(
-            "cnn",
+            raise parameter_error("cnn.model.widths", f"must list 3 channel counts, got {list(self.widths)}")
+        each(
+            positive_int,
+            "cnn.model",
             widths=min(self.widths),
             whiten_kernel_size=self.whiten_kernel_size,
-            whiten_eps=self.whiten_eps,
-            logit_scale=self.logit_scale,
             num_classes=self.num_classes,
         )
-        if not 0.0 < self.batchnorm_momentum <= 1.0:
-            raise ValueError(f"cnn: batchnorm_momentum must be in (0, 1], got {self.batchnorm_momentum}")
+        each(positive_number, "cnn.model", whiten_eps=self.whiten_eps, logit_scale=self.logit_scale)
+        number_in_range("cnn.model.batchnorm_momentum", self.batchnorm_momentum, 0.0, 1.0, include_low=False)
 
 
 class DiracConv(nn.Conv2d):

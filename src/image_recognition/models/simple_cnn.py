@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from image_recognition.common.params import require_positive
+from image_recognition.common.params import positive_int
 
 
 @dataclass
@@ -21,7 +21,7 @@ class SimpleCNNConfig:
     num_classes: int = 10  # CIFAR-10
 
     def __post_init__(self) -> None:
-        require_positive("simple_cnn", num_classes=self.num_classes)
+        positive_int("simple_cnn.model.num_classes", self.num_classes)
 
 
 class SimpleCNN(nn.Module):

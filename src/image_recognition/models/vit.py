@@ -18,7 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from image_recognition.common.params import boolean, finite_number, require_positive
+from image_recognition.common.params import (
+    boolean,
+    each,
+    number_in_range,
+    number_list,
+    one_of,
+    parameter_error,
+    positive_int,
+    positive_number,
+)
 
 GLOBAL_POOLS = ("token", "avg", "attn")
 STEMS = ("patch", "conv")
@@ -59,12 +68,12 @@ class ViTConfig:
     global_pool: str = "avg"
 
     def __post_init__(self) -> None:
-        for channels in self.stem_channels:
-            finite_number("vit.model.stem_channels", channels)  # before int(): int(inf) raises OverflowError
-        self.stem_channels = tuple(int(c) for c in self.stem_channels)
+        # number_list before int(): int(inf) raises OverflowError
+        self.stem_channels = tuple(int(c) for c in number_list("vit.model.stem_channels", self.stem_channels))
         boolean("vit.model.qkv_bias", self.qkv_bias)
-        require_positive(
-            "vit",
+        each(
+            positive_int,
+            "vit.model",
             image_size=self.image_size,
             patch_size=self.patch_size,
             in_channels=self.in_channels,
@@ -72,31 +81,31 @@ class ViTConfig:
             embed_dim=self.embed_dim,
             depth=self.depth,
             num_heads=self.num_heads,
-            mlp_ratio=self.mlp_ratio,
             stem_depth=self.stem_depth,
         )
+        positive_number("vit.model.mlp_ratio", self.mlp_ratio)
         if self.image_size % self.patch_size:
-            raise ValueError(
-                f"vit: patch_size {self.patch_size} does not divide image_size "
-                f"{self.image_size}; choose a divisor such as 2, 4 or 8"
+            raise parameter_error(
+                "vit.model.patch_size",
+                f"{self.patch_size} does not divide image_size {self.image_size}; choose a divisor such as 2, 4 or 8",
             )
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"vit: embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+            raise parameter_error(
+                "vit.model.embed_dim", f"{self.embed_dim} is not divisible by num_heads {self.num_heads}"
+            )
         for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"vit: {name} must be in [0, 1), got {getattr(self, name)}")
-        if self.global_pool not in GLOBAL_POOLS:
-            raise ValueError(f"vit: global_pool must be one of {list(GLOBAL_POOLS)}, got {self.global_pool!r}")
-        if self.stem not in STEMS:
-            raise ValueError(f"vit: stem must be one of {list(STEMS)}, got {self.stem!r}")
+            number_in_range(f"vit.model.{name}", getattr(self, name), 0.0, 1.0, include_high=False)
+        one_of("vit.model.global_pool", self.global_pool, GLOBAL_POOLS)
+        one_of("vit.model.stem", self.stem, STEMS)
         if self.stem == "conv":
             strides = self.patch_size.bit_length() - 1
             if self.patch_size != 2**strides or strides > len(self.stem_channels):
-                raise ValueError(
-                    f"vit: a conv stem needs patch_size a power of two with at most len(stem_channels) "
-                    f"= {len(self.stem_channels)} halvings, got patch_size {self.patch_size}"
+                raise parameter_error(
+                    "vit.model.patch_size",
+                    f"must be a power of two with at most len(stem_channels) = {len(self.stem_channels)} "
+                    f"halvings for a conv stem, got {self.patch_size}",
                 )
-            require_positive("vit", stem_channels=min(self.stem_channels, default=0))
+            positive_int("vit.model.stem_channels", min(self.stem_channels, default=0))
 
 
 class PatchEmbed(nn.Module):

@@ -25,10 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from image_recognition.common.errors import InputError, ParameterError
-from image_recognition.common.params import reject_unknown_keys
+from image_recognition.common.errors import InputError
+from image_recognition.common.params import config_from_dict, integer
+from image_recognition.models import check_model_name
 from image_recognition.models.inference import load_model
-from image_recognition.serving.prediction import check_model_name, class_names
+from image_recognition.serving.prediction import class_names
 
 MIN_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -43,14 +44,11 @@ class ExportConfig:
 
     @classmethod
     def from_dict(cls, params: dict[str, Any] | None) -> ExportConfig:
-        params = params or {}
-        reject_unknown_keys("export", params, {field.name for field in dataclasses.fields(cls)})
-        return cls(**params)
+        return config_from_dict(cls, params, "export")
 
     def __post_init__(self) -> None:
         check_model_name(self.model, "export.model")
-        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or self.opset < MIN_OPSET:
-            raise ParameterError(f"export.opset must be an integer >= {MIN_OPSET}, got {self.opset!r}")
+        integer("export.opset", self.opset, minimum=MIN_OPSET)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

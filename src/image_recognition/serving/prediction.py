@@ -20,7 +20,6 @@ escaped text that tells it apart from every other name.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import io
 import logging
@@ -35,12 +34,12 @@ from kedro.io.core import DatasetError
 from PIL import ExifTags, Image, ImageOps
 
 from image_recognition.common.device import AUTO, DEVICES, resolve_device
-from image_recognition.common.errors import InputError, ParameterError
-from image_recognition.common.params import one_of, positive_int, reject_unknown_keys
+from image_recognition.common.errors import InputError
+from image_recognition.common.params import boolean, config_from_dict, null_or_one_of, one_of, positive_int
 from image_recognition.datasets.images import ImageError, display_name
 from image_recognition.evaluation.config import EvaluationConfig
 from image_recognition.evaluation.cost import inference_recipe
-from image_recognition.models import MODEL_NAMES
+from image_recognition.models import check_model_name
 from image_recognition.models.inference import TTA_MODES, load_model, predict_logits
 
 logger = logging.getLogger(__name__)
@@ -82,30 +81,16 @@ class PredictConfig:
 
     @classmethod
     def from_dict(cls, params: dict[str, Any] | None) -> PredictConfig:
-        params = params or {}
-        reject_unknown_keys("predict", params, {field.name for field in dataclasses.fields(cls)})
-        return cls(**params)
+        return config_from_dict(cls, params, "predict")
 
     def __post_init__(self) -> None:
         check_model_name(self.model, "predict.model")
-        if self.resize not in RESIZE_MODES:
-            raise ParameterError(f"predict.resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
-        if not isinstance(self.keep_going, bool):
-            raise ParameterError(f"predict.keep_going must be true or false, got {self.keep_going!r}")
+        one_of("predict.resize", self.resize, RESIZE_MODES)
+        boolean("predict.keep_going", self.keep_going)
         for name in ("batch_size", "gallery_size", "thumbnail_size"):
             positive_int(f"predict.{name}", getattr(self, name))
         one_of("predict.device", self.device, DEVICES)
-        if self.tta is not None and self.tta not in TTA_MODES:
-            raise ParameterError(
-                f"predict.tta must be null (the checkpoint's own) or one of {', '.join(TTA_MODES)}, got {self.tta!r}"
-            )
-
-
-def check_model_name(model: Any, parameter: str) -> str:
-    """``model`` if it names one of the project's models; else a ParameterError saying which exist."""
-    if model not in MODEL_NAMES:
-        raise ParameterError(f"{parameter} must be one of {', '.join(MODEL_NAMES)}, got {model!r}")
-    return model
+        null_or_one_of("predict.tta", self.tta, TTA_MODES, "the checkpoint's own")
 
 
 class UntrainedModelError(InputError, DatasetError):

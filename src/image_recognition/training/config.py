@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from image_recognition.common.device import AUTO, DEVICES
-from image_recognition.common.errors import ParameterError
 from image_recognition.common.params import (
     boolean,
     config_from_dict,
-    finite_number,
+    integer,
     non_negative_int,
     non_negative_number,
+    number_in_range,
+    number_list,
     one_of,
+    parameter_error,
     positive_int,
     positive_number,
+    text,
 )
 from image_recognition.models import MAX_MODEL_PARAMETERS
 from image_recognition.models.inference import TTA_MODES, tta_mode
@@ -76,32 +79,34 @@ class DistributedConfig:
     # Global-batch BatchNorm statistics: "auto" = on for models with BatchNorm
     # (the convnets, the ViT's conv stem) when there is more than one process.
     sync_batchnorm: str | bool = AUTO
+    # Where these settings sit among the parameters (``cnn.training.distributed``), for errors.
+    section: InitVar[str] = "training.distributed"
 
     @property
     def world_size(self) -> int:
         return self.nproc_per_node * self.nnodes
 
-    def __post_init__(self) -> None:
-        positive_int("training.distributed.nproc_per_node", self.nproc_per_node)
-        positive_int("training.distributed.nnodes", self.nnodes)
-        non_negative_int("training.distributed.node_rank", self.node_rank)
-        non_negative_int("training.distributed.max_restarts", self.max_restarts)
-        _choice("distributed.backend", self.backend, BACKENDS)
-        _choice("distributed.sync_batchnorm", self.sync_batchnorm, AUTO_FLAGS)
+    def __post_init__(self, section: str) -> None:
+        positive_int(f"{section}.nproc_per_node", self.nproc_per_node)
+        positive_int(f"{section}.nnodes", self.nnodes)
+        non_negative_int(f"{section}.node_rank", self.node_rank)
+        non_negative_int(f"{section}.max_restarts", self.max_restarts)
+        one_of(f"{section}.backend", self.backend, BACKENDS)
+        one_of(f"{section}.sync_batchnorm", self.sync_batchnorm, AUTO_FLAGS)
         if self.node_rank >= self.nnodes:
-            raise ValueError(
-                f"training: distributed.node_rank must be below nnodes ({self.nnodes}), got {self.node_rank}"
-            )
+            raise parameter_error(f"{section}.node_rank", f"must be below nnodes ({self.nnodes}), got {self.node_rank}")
         if self.nnodes > 1 and self.max_restarts:
-            raise ValueError(
-                "training: distributed.max_restarts works on one node only (nnodes: 1): a restart on one "
-                "node would leave the other nodes' workers waiting; set max_restarts: 0 and rerun with "
-                "training.resume: true after a failure"
+            raise parameter_error(
+                f"{section}.max_restarts",
+                "works on one node only (nnodes: 1): a restart on one node would leave the other nodes' "
+                "workers waiting; set max_restarts: 0 and rerun with training.resume: true after a failure",
             )
-        if self.nnodes > 1 and not (isinstance(self.rdzv_endpoint, str) and ENDPOINT.fullmatch(self.rdzv_endpoint)):
-            raise ValueError(
-                "training: distributed.rdzv_endpoint must be host:port of node 0, reachable from every "
-                f"node, when nnodes > 1 (like 10.0.0.1:29500), got {self.rdzv_endpoint!r}"
+        if self.nnodes > 1:
+            text(
+                f"{section}.rdzv_endpoint",
+                self.rdzv_endpoint,
+                "host:port of node 0, reachable from every node, when nnodes > 1 (like 10.0.0.1:29500)",
+                ENDPOINT,
             )
 
 
@@ -203,38 +208,41 @@ class TrainingConfig:
     # --- several processes: one per GPU, over one or more nodes (DistributedConfig) ---
     distributed: DistributedConfig | dict = field(default_factory=DistributedConfig)
 
+    # Where these settings sit among the parameters (``cnn.training``): errors name it and its file.
+    section: InitVar[str] = "training"
+
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> TrainingConfig:
-        """Build and validate; unknown keys raise a ValueError naming the allowed ones."""
-        return config_from_dict(cls, values, "training")
+    def from_dict(cls, values: dict[str, Any] | None, section: str = "training") -> TrainingConfig:
+        """Build and validate; an unknown key or a bad value raises a ParameterError naming ``section``'s file."""
+        return config_from_dict(cls, values, section, section=section)
 
     @property
     def mixes(self) -> bool:
         """Whether batches are mixed (MixUp or CutMix), so targets are soft."""
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, section: str) -> None:
         if isinstance(self.tta, bool):
             self.tta = tta_mode(self.tta)
         if self.flip is True:
             self.flip = "random"
         elif self.flip is False:
             self.flip = "none"
-        if not isinstance(self.betas, tuple | list):
-            raise ParameterError(f"parameter training.betas must be a list of two numbers, got {self.betas!r}")
-        self.betas = tuple(float(finite_number("training.betas", b)) for b in self.betas)
+        if not isinstance(self.betas, tuple | list) or len(self.betas) != 2:  # noqa: PLR2004
+            raise parameter_error(f"{section}.betas", f"must be a list of two numbers, got {self.betas!r}")
+        self.betas = tuple(float(b) for b in number_list(f"{section}.betas", self.betas))
         if not isinstance(self.distributed, DistributedConfig):
-            if not isinstance(self.distributed, dict):
-                raise ValueError(f"training: distributed must be a mapping, got {self.distributed!r}")
-            self.distributed = config_from_dict(DistributedConfig, self.distributed, "training.distributed")
-        self._validate()
+            where = f"{section}.distributed"
+            self.distributed = config_from_dict(DistributedConfig, self.distributed, where, section=where)
+        self._validate(section)
         if self.batch_size % self.distributed.world_size:
-            raise ValueError(
-                f"training: batch_size ({self.batch_size}) must divide evenly over the "
-                f"{self.distributed.world_size} processes of training.distributed: each takes an equal share"
+            raise parameter_error(
+                f"{section}.batch_size",
+                f"({self.batch_size}) must divide evenly over the {self.distributed.world_size} processes "
+                "of training.distributed: each takes an equal share",
             )
 
-    def check_image_size(self, height: int, width: int) -> None:
+    def check_image_size(self, height: int, width: int, section: str = "training") -> None:
         """Refuse augmentation that does not fit images of ``height`` x ``width`` pixels.
 
         A shift pads each side with its reflection, which needs ``translate``
@@ -242,44 +250,40 @@ class TrainingConfig:
         """
         side = min(height, width)
         if self.translate >= side:
-            raise ParameterError(
-                f"parameter training.translate must be below the images' side ({side} pixels), "
-                f"got {self.translate}; set a shift of a few pixels (2 for 32x32 images) or 0 for none"
+            raise parameter_error(
+                f"{section}.translate",
+                f"must be below the images' side ({side} pixels), got {self.translate}; "
+                "set a shift of a few pixels (2 for 32x32 images) or 0 for none",
             )
 
-    def _validate(self) -> None:
+    def _validate(self, section: str) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "ema_every", "max_model_parameters"):
-            positive_int(f"training.{name}", getattr(self, name))
+            positive_int(f"{section}.{name}", getattr(self, name))
         for name in ("translate", "cutout", "checkpoint_every", "log_every", "whiten_bias_epochs"):
-            non_negative_int(f"training.{name}", getattr(self, name))
+            non_negative_int(f"{section}.{name}", getattr(self, name))
         for name, allowed in _CHOICES.items():
-            _choice(name, getattr(self, name), allowed)
+            one_of(f"{section}.{name}", getattr(self, name), allowed)
         for name in _BOOLEANS:
-            boolean(f"training.{name}", getattr(self, name))
-        self._validate_real_numbers()
+            boolean(f"{section}.{name}", getattr(self, name))
+        self._validate_real_numbers(section)
         if self.lookahead and self.ema_decay == 0:
-            raise ValueError("training: lookahead needs ema_decay > 0 (it copies the EMA back)")
-        if not (isinstance(self.resume, bool) or (isinstance(self.resume, str) and RUN_NAME.fullmatch(self.resume))):
-            raise ValueError(
-                "training: resume must be true, false or a run name from the scratch folder "
-                f"(like 20261201T101500-4242-ab12), got {self.resume!r}"
+            raise parameter_error(f"{section}.lookahead", "needs ema_decay > 0 (it copies the EMA back)")
+        if not isinstance(self.resume, bool):
+            text(
+                f"{section}.resume",
+                self.resume,
+                "true, false or a run name from the scratch folder (like 20261201T101500-4242-ab12)",
+                RUN_NAME,
             )
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"training: seed must be an integer, got {self.seed!r}")
+        integer(f"{section}.seed", self.seed)
 
-    def _validate_real_numbers(self) -> None:
+    def _validate_real_numbers(self, section: str) -> None:
         """Every float setting finite and in its range: NaN fails no ``<`` test, so each is checked first."""
         for name in ("lr", "bias_lr_scale"):
-            positive_number(f"training.{name}", getattr(self, name))
+            positive_number(f"{section}.{name}", getattr(self, name))
         for name in ("weight_decay", "grad_clip", "lr_start_factor", "lr_end_factor", "mixup_alpha", "cutmix_alpha"):
-            non_negative_number(f"training.{name}", getattr(self, name))
+            non_negative_number(f"{section}.{name}", getattr(self, name))
         for name, one_included in _FRACTIONS.items():
-            value = finite_number(f"training.{name}", getattr(self, name))
-            if not (0.0 <= value <= 1.0 if one_included else 0.0 <= value < 1.0):
-                raise ValueError(f"training: {name} must be in [0, {'1]' if one_included else '1)'}, got {value}")
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):  # noqa: PLR2004
-            raise ValueError(f"training: betas must be two values in [0, 1), got {self.betas}")
-
-
-def _choice(name: str, value: object, allowed: tuple) -> None:
-    one_of(f"training.{name}", value, allowed)
+            number_in_range(f"{section}.{name}", getattr(self, name), 0.0, 1.0, include_high=one_included)
+        for beta in self.betas:
+            number_in_range(f"{section}.betas", beta, 0.0, 1.0, include_high=False)

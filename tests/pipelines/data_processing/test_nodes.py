@@ -1,4 +1,4 @@
-"""Unit tests of the data_processing nodes and their parameter checks."""
+"""Unit tests of the data_processing nodes (their parameter checks: test_params.py)."""
 
 from __future__ import annotations
 
@@ -77,27 +77,6 @@ def test_synthetic_source_is_generated_once(tmp_path):
     assert first == second
     data = decode_cifar10(first)
     assert data.train_images.shape == (300, 3, 32, 32)
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ({"validaton_size": 10}, "unknown parameter.*cifar10.validaton_size"),
-        ({"source": {"url": "x", "md5": "0" * 32, "sha": 1}}, "cifar10.source.sha"),
-        ({"validation_size": -1}, "validation_size must be a non-negative integer"),
-        ({"source": {"url": "file:///x.tar.gz", "md5": "abc"}}, "32-character hex md5"),
-        ({"source": {"url": "synthetic://cifar10?colour=1"}}, "colour"),
-        ({"download": {"retries": 2, "timeout": 1}}, "cifar10.download.timeout"),
-        ({"download": {"retries": 0}}, r"cifar10.download.retries must be a positive integer, got 0"),
-        ({"download": {"timeout_s": float("nan")}}, "cifar10.download.timeout_s must be a finite number, got nan"),
-        ({"download": {"timeout_s": float("inf")}}, "cifar10.download.timeout_s must be a finite number, got inf"),
-        ({"download": {"timeout_s": 0}}, "cifar10.download.timeout_s must be a finite number > 0, got 0"),
-    ],
-)
-def test_invalid_parameters(tmp_path, override, message):
-    with pytest.raises(ParameterError, match=message):
-        fetch_cifar10(params(tmp_path, **override))
-    assert not (tmp_path / "raw").exists()
 
 
 def test_validate_accepts_good_data(synthetic_data, tmp_path):

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from image_recognition.common.errors import ParameterError
-from image_recognition.common.params import non_negative_int, positive_int, positive_number, reject_unknown_keys
+from image_recognition.common.params import (
+    non_negative_int,
+    parameter_error,
+    positive_int,
+    positive_number,
+    reject_unknown_keys,
+    text,
+)
 
 SYNTHETIC_SCHEME = "synthetic"
 _SYNTHETIC_OPTIONS = {"train_per_class": 500, "test_per_class": 100, "seed": 0}
+MD5 = re.compile(r"[0-9a-fA-F]{32}")
 
 
 @dataclass(frozen=True)
@@ -35,10 +43,13 @@ class SourceParams:
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.url).query))
         reject_unknown_keys("cifar10.source.url (synthetic query)", query, set(_SYNTHETIC_OPTIONS))
         options = dict(_SYNTHETIC_OPTIONS)
-        for key, text in query.items():
-            if not text.isdigit():
-                raise ParameterError(f"synthetic source option {key} must be a non-negative integer, got {text!r}")
-            options[key] = int(text)
+        for key, value in query.items():
+            if not value.isdigit():
+                raise parameter_error(
+                    "cifar10.source.url",
+                    f"has synthetic option {key}, which must be a non-negative integer, got {value!r}",
+                )
+            options[key] = int(value)
         return options
 
 
@@ -61,15 +72,12 @@ class DataParams:
         )
         source = params.get("source") or {}
         reject_unknown_keys("cifar10.source", source, {"url", "md5"})
-        url, md5 = source.get("url"), source.get("md5")
-        if not isinstance(url, str) or not url:
-            raise ParameterError("parameter cifar10.source.url is required: an http(s) URL, a file:// URL or a path")
-        parsed = SourceParams(url=url, md5=md5)
+        url = text("cifar10.source.url", source.get("url"), "an http(s) URL, a file:// URL or a path")
+        parsed = SourceParams(url=url, md5=source.get("md5"))
         if parsed.is_synthetic:
             parsed.synthetic_options()
-        elif not (isinstance(md5, str) and len(md5) == 32 and all(c in "0123456789abcdefABCDEF" for c in md5)):
-            hint = " (quote it: --params read an all-digit md5 as a number)" if isinstance(md5, int | float) else ""
-            raise ParameterError(f"parameter cifar10.source.md5 must be a 32-character hex md5, got {md5!r}{hint}")
+        else:
+            text("cifar10.source.md5", parsed.md5, "a 32-character hex md5", MD5)
         download = params.get("download") or {}
         reject_unknown_keys("cifar10.download", download, {"retries", "timeout_s"})
         retries = positive_int("cifar10.download.retries", download.get("retries", 3))  # attempts, the first included
@@ -78,9 +86,7 @@ class DataParams:
         if expected is not None:
             reject_unknown_keys("cifar10.expected_sizes", expected, {"train", "test"})
             expected = {k: non_negative_int(f"cifar10.expected_sizes.{k}", v) for k, v in expected.items()}
-        cache_dir = params.get("cache_dir", "data/01_raw")
-        if not isinstance(cache_dir, str) or not cache_dir:
-            raise ParameterError(f"parameter cifar10.cache_dir must be a folder path, got {cache_dir!r}")
+        cache_dir = text("cifar10.cache_dir", params.get("cache_dir", "data/01_raw"), "a folder path")
         return cls(
             source=parsed,
             cache_dir=cache_dir,

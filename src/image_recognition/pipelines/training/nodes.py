@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from image_recognition.common.errors import InputError, ParameterError
-from image_recognition.common.params import config_to_dict, parameters_file
+from image_recognition.common.errors import InputError
+from image_recognition.common.params import config_to_dict, parameter_error
 from image_recognition.common.redact import redact_url
-from image_recognition.models import MODEL_NAMES, validate_model_config
+from image_recognition.models import MODEL_NAMES, check_model_name, validate_model_config
 from image_recognition.sources.cifar10.archive import IMAGE_SHAPE
+from image_recognition.training import NonFiniteLossError, train
 from image_recognition.training.config import TrainingConfig
-from image_recognition.training.engine import NonFiniteLossError, train
 from image_recognition.training.scratch import scratch_run
 
 logger = logging.getLogger(__name__)
@@ -32,18 +32,14 @@ def check_training_params(model: dict[str, Any], training: dict[str, Any]) -> di
     pipeline starts, so a typo fails the run before any data is fetched or decoded.
     """
     if not isinstance(model, dict) or "name" not in model:
-        raise ParameterError("parameter model.name is required: one of simple_cnn, cnn, vit")
-    name = model["name"]
+        raise parameter_error("model.name", f"is required: one of {', '.join(MODEL_NAMES)}")
+    name = check_model_name(model["name"])
     overrides = {key: value for key, value in model.items() if key != "name"}
-    try:
-        config = TrainingConfig.from_dict(training)
-        config.check_image_size(*IMAGE_SHAPE[1:])
-        limit = f"{name}.training.max_model_parameters"
-        model_config = validate_model_config(name, overrides, config.max_model_parameters, limit)
-        training_config = config_to_dict(config)
-    except (TypeError, ValueError) as exc:
-        where = parameters_file(f"{name}.training") if name in MODEL_NAMES else "conf/base/parameters_train_*.yml"
-        raise ParameterError(f"{exc}. Fix it in {where} (or its --env override) or in --params") from None
+    config = TrainingConfig.from_dict(training, section=f"{name}.training")
+    config.check_image_size(*IMAGE_SHAPE[1:], section=f"{name}.training")
+    limit = f"{name}.training.max_model_parameters"
+    model_config = validate_model_config(name, overrides, config.max_model_parameters, limit)
+    training_config = config_to_dict(config)
     return {"model_name": name, "model_config": model_config, "training": training_config}
 
 
