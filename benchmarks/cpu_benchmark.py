@@ -57,7 +57,7 @@ from image_recognition.training.recipes import RECIPE_MODELS, load_recipe, recip
 
 # The official download, and the rebuilt copy in this project's offline mirror.
 KNOWN_MD5S = {"c58f30108f718f92721af3b95e74349a", "74e4f69aa8685b4966a7fe2f74a6d34c"}
-# Each row trains the recipe of its name: a recipe in conf/ (RECIPE_FILES), or
+# Each row trains the recipe of its name: a recipe in conf/ (RECIPES), or
 # the benchmark-only one below. Value: (validation images held out, fit the
 # epochs to the budget?).
 ROWS: dict[str, tuple[int, bool]] = {
@@ -130,15 +130,23 @@ def fit_epochs_to_budget(model_name: str, settings: dict[str, Any], train_images
     return epochs, images_per_s
 
 
+def row_splits(data, val_size: int, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The row's training and validation splits: a stratified holdout of the training set, then the subset asked for."""
+    keep, holdout = stratified_holdout(data.train_labels, val_size, args.seed)
+    if args.train_subset:
+        keep = keep[: args.train_subset]
+    return (
+        {"images": data.train_images[keep], "labels": data.train_labels[keep]},
+        {"images": data.train_images[holdout], "labels": data.train_labels[holdout]},
+    )
+
+
 def run_row(row: str, data, args: argparse.Namespace) -> dict[str, Any]:
     model_name, (val_size, fit_to_budget) = row_model(row), ROWS[row]
     settings = row_settings(row, args)
     training = settings["training"]
-    keep, holdout = stratified_holdout(data.train_labels, val_size, args.seed)
-    if args.train_subset:
-        keep = keep[: args.train_subset]
-    train_images, train_labels = data.train_images[keep], data.train_labels[keep]
-    val_images, val_labels = data.train_images[holdout], data.train_labels[holdout]
+    train_split, val_split = row_splits(data, val_size, args)
+    train_images, train_labels = train_split["images"], train_split["labels"]
     mean, std = channel_statistics(train_images)
     probe = None
     if fit_to_budget and not args.epochs:
@@ -148,16 +156,12 @@ def run_row(row: str, data, args: argparse.Namespace) -> dict[str, Any]:
         training["epochs"] = epochs
         probe = {"budget_s": args.budget_s, "probe_images_per_s": images_per_s, "epochs": epochs}
     checkpoint = Path(args.checkpoint_dir) / f"{row}.pt" if args.checkpoint_dir else None
-    logger.info("row %s: training %s for %d epochs on %d images", row, model_name, training["epochs"], len(keep))
+    logger.info(
+        "row %s: training %s for %d epochs on %d images", row, model_name, training["epochs"], len(train_images)
+    )
     started = time.perf_counter()
     result = train(
-        model_name,
-        settings["model"],
-        training,
-        {"images": train_images, "labels": train_labels},
-        {"images": val_images, "labels": val_labels},
-        {"mean": mean, "std": std},
-        checkpoint,
+        model_name, settings["model"], training, train_split, val_split, {"mean": mean, "std": std}, checkpoint
     )
     wall = time.perf_counter() - started
     accuracy, eval_seconds = test_accuracy(result, data.test_images, data.test_labels, mean, std, training)
@@ -170,7 +174,7 @@ def run_row(row: str, data, args: argparse.Namespace) -> dict[str, Any]:
         "model_config": settings["model"],
         "training": training,
         "train_images": len(train_images),
-        "val_images": len(val_images),
+        "val_images": len(val_split["images"]),
         "budget_fit": probe,
         "parameters": count_parameters(build_model(model_name, settings["model"])),
         "test_accuracy": accuracy,

@@ -63,7 +63,8 @@ from image_recognition.models.tiny import TINY_MODELS  # noqa: E402
 from image_recognition.sources.cifar10.archive import CIFAR10Arrays, load_cifar10_archive  # noqa: E402
 from image_recognition.sources.cifar10.split import channel_statistics  # noqa: E402
 from image_recognition.sources.cifar10.synthetic import make_synthetic_cifar10  # noqa: E402
-from image_recognition.training import engine, train  # noqa: E402
+from image_recognition.training import train, validation  # noqa: E402
+from image_recognition.training.batches import EpochBatches  # noqa: E402
 from image_recognition.training.recipes import recipe  # noqa: E402
 
 # Precision name -> the engine's autocast setting (airbench_reference.AUTOCAST_DTYPES has the reference's).
@@ -135,26 +136,26 @@ def project_settings(precision: str, smoke: bool) -> dict[str, Any]:
 def step_limited_engine(clock: StepClock, seen: dict[str, Any]) -> Iterator[None]:
     """The engine's steps counted on ``clock`` (which stops the run), its evaluations timed apart.
 
-    Wraps the private ``_Trainer._train_step`` and ``_evaluate`` while the
-    block runs; ``seen`` gets the layout of the batches the steps train on.
+    Wraps ``EpochBatches.batch`` (called as each step begins) and
+    ``validation.evaluate`` while the block runs; ``seen`` gets the layout of
+    the batches the steps train on.
     """
-    trainer = engine._Trainer  # noqa: SLF001 (a benchmark's probe, restored on exit)
-    train_step, evaluate = trainer._train_step, trainer._evaluate  # noqa: SLF001
+    make_batch, evaluate = EpochBatches.batch, validation.evaluate
 
-    def counted_step(self: Any, *args: Any, **kwargs: Any) -> None:
-        seen.setdefault("batch_channels_last", self.memory_format == torch.channels_last)
-        clock.begin_step(self.shard_size)
-        train_step(self, *args, **kwargs)
+    def counted_step(self: EpochBatches, step: int) -> Any:
+        seen.setdefault("batch_channels_last", self.batches.memory_format == torch.channels_last)
+        clock.begin_step(self.batches.shard_size)
+        return make_batch(self, step)
 
-    def timed_apart(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def timed_apart(*args: Any, **kwargs: Any) -> Any:
         with clock.excluded():
-            return evaluate(self, *args, **kwargs)
+            return evaluate(*args, **kwargs)
 
-    trainer._train_step, trainer._evaluate = counted_step, timed_apart  # noqa: SLF001
+    EpochBatches.batch, validation.evaluate = counted_step, timed_apart
     try:
         yield
     finally:
-        trainer._train_step, trainer._evaluate = train_step, evaluate  # noqa: SLF001
+        EpochBatches.batch, validation.evaluate = make_batch, evaluate
 
 
 def measure_project(arrays: CIFAR10Arrays, precision: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -210,20 +211,9 @@ def load_arrays(args: argparse.Namespace) -> CIFAR10Arrays:
     return load_cifar10_archive(args.archive)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    setup_logging()
-    torch.set_num_threads(os.cpu_count() or 1)
-    native_bf16 = cpu_has_native_bf16()
-    precisions = args.precisions or (["bf16", "fp32"] if native_bf16 else ["fp32"])
-    if "bf16" in precisions and not native_bf16:
-        logger.warning(
-            "this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 is emulated, and its figures mean little"
-        )
-    out = args.out.resolve()  # the reference runs in a folder of its own
-    arrays = load_arrays(args)
-    source = cpu_source(args.reference)
-    report: dict[str, Any] = {
+def new_report(args: argparse.Namespace, arrays: CIFAR10Arrays, native_bf16: bool) -> dict[str, Any]:
+    """The report's header: what is measured, on what machine, commit and data; no figures yet."""
+    return {
         "benchmark": "cpu_vs_reference",
         "what": "training images/s of the cnn recipe through the engine and of airbench94's own code, "
         "same process, same images, same threads; ratio = project / reference",
@@ -239,6 +229,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "precisions": {},
         "ratios": {},
     }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    setup_logging()
+    torch.set_num_threads(os.cpu_count() or 1)
+    native_bf16 = cpu_has_native_bf16()
+    precisions = args.precisions or (["bf16", "fp32"] if native_bf16 else ["fp32"])
+    if "bf16" in precisions and not native_bf16:
+        logger.warning(
+            "this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 is emulated, and its figures mean little"
+        )
+    out = args.out.resolve()  # the reference runs in a folder of its own
+    arrays = load_arrays(args)
+    source = cpu_source(args.reference)
+    report = new_report(args, arrays, native_bf16)
     with tempfile.TemporaryDirectory() as folder:
         write_reference_data(arrays, Path(folder))
         for precision in precisions:

@@ -13,8 +13,8 @@ TORCH_LOGS is read when torch is imported), written to one JSON:
 3. ``vit``: two epochs of the vit recipe, compiled: step time, and the full
    recipe's projected time.
 
-The exit status is 1 if a stage fails. Under 5 minutes on one H100, most of
-it compiling; run it before ``gpu_benchmark.py`` (benchmarks/README.md).
+The exit status is 1 if a stage fails. Most of its time is compiling; run
+it before ``gpu_benchmark.py`` (benchmarks/README.md).
 ``--dry-run`` runs the same stages on the CPU with the tiny models, synthetic
 data and no compile: it checks the script, not the GPU (a test runs it).
 
@@ -57,18 +57,19 @@ VIT_CHECK_EPOCHS = 2
 
 
 def step_loop(function: Any = None) -> tuple[Any, range]:
-    """The code object of the engine's epoch (``function``) and the lines of its step loop (its first ``for``)."""
-    function = function or engine._Trainer._train_epoch  # noqa: SLF001 (the loop this check watches)
+    """The code object of the engine's loop (``function``) and the lines of its step loop (its innermost ``for``)."""
+    function = function or engine.fit  # the loop over epochs and steps, which this check watches
     lines, first = inspect.getsourcelines(function)
-    loop = next(node for node in ast.walk(ast.parse(textwrap.dedent("".join(lines)))) if isinstance(node, ast.For))
+    loops = [node for node in ast.walk(ast.parse(textwrap.dedent("".join(lines)))) if isinstance(node, ast.For)]
+    loop = loops[-1]  # ast.walk goes breadth first: the last loop found is the innermost
     return function.__code__, range(first + loop.lineno - 1, first + (loop.end_lineno or loop.lineno))
 
 
 class TrainingWatch:
     """Sorts recompiles, graph breaks and sync warnings by where the training run was when they came.
 
-    ``epoch``: a frame of the engine's epoch is on the stack (the timed
-    epochs); ``step``: that frame is inside its step loop.
+    ``epoch``: a frame of the engine's loop (``engine.fit``) is on the stack
+    (the timed epochs); ``step``: that frame is inside its step loop.
     """
 
     def __init__(self, epoch_function: Any = None) -> None:

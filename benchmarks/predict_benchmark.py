@@ -97,76 +97,90 @@ def decoded_batch(folder: Path) -> np.ndarray:
     return torch.stack([model_input(to_rgb(load())) for load in loaders.values()]).numpy()
 
 
+def time_pipeline(folder: Path, checkpoint: dict[str, Any], config: PredictConfig, count: int) -> dict[str, Any]:
+    """Rows of the predict pipeline's node, with and without its thumbnails and gallery."""
+    rows = {}
+
+    def node():  # the pipeline's node: predictions, thumbnails and the gallery
+        return predict_folder(ImageFolderDataset(path=str(folder)).load(), checkpoint, dataclasses.asdict(config))
+
+    def without_gallery():
+        return predict_images(ImageFolderDataset(path=str(folder)).load(), checkpoint, config, thumbnails=False)
+
+    for name, run in (("predict_pipeline", node), ("predict_pipeline_no_gallery", without_gallery)):
+        _, seconds = timed(run)
+        rows[name] = {"seconds": seconds, "images_per_s": count / seconds}
+        logger.info("%s: %.0f images/s", name, count / seconds)
+    return rows
+
+
+def time_pytorch(checkpoint: dict[str, Any], pixels: np.ndarray, settings: Any, batch_size: int) -> dict[str, float]:
+    """Seconds of inference alone: the pipeline's precision and memory format, and plain fp32 as ONNX Runtime runs."""
+    normalization = checkpoint["normalization"]
+    torch_seconds = {}
+    for name, dtype, channels_last in (
+        ("inference_only_pytorch", settings.autocast_dtype, settings.channels_last),
+        ("inference_only_pytorch_fp32", None, False),
+    ):
+        model = load_model(checkpoint, "cpu", channels_last=channels_last)
+        _, torch_seconds[name] = timed(
+            lambda model=model, dtype=dtype, channels_last=channels_last: predict_logits(
+                model,
+                pixels,
+                normalization["mean"],
+                normalization["std"],
+                batch_size=batch_size,
+                tta="none",
+                device="cpu",
+                autocast_dtype=dtype,
+                channels_last=channels_last,
+            )
+        )
+    return torch_seconds
+
+
+def onnxruntime_logits(checkpoint: dict[str, Any], batch_size: int) -> tuple[Any, str]:
+    """(a function from uint8 images to logits through the exported model in ONNX Runtime on the CPU, its version)."""
+    import onnxruntime  # noqa: PLC0415 (the export extra)
+
+    session = onnxruntime.InferenceSession(
+        onnx_bytes(checkpoint, ExportConfig(model=checkpoint["model_name"])), providers=["CPUExecutionProvider"]
+    )
+
+    def ort_logits(batch: np.ndarray) -> np.ndarray:
+        return np.concatenate(
+            [
+                session.run(None, {"images": batch[i : i + batch_size].astype(np.float32) / 255.0})[0]
+                for i in range(0, len(batch), batch_size)
+            ]
+        )
+
+    return ort_logits, onnxruntime.__version__
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     setup_logging()
     checkpoint = checkpoint_for(args.recipe)
     config = PredictConfig(model=checkpoint["model_name"], batch_size=args.batch_size, tta="none", device="cpu")
-    rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="predict-benchmark-") as tmp:
         folder = Path(tmp)
         logger.info("writing %d PNG files to %s", args.count, folder)
         write_pngs(folder, args.count)
-
-        def node():  # the pipeline's node: predictions, thumbnails and the gallery
-            return predict_folder(ImageFolderDataset(path=str(folder)).load(), checkpoint, dataclasses.asdict(config))
-
-        def without_gallery():
-            return predict_images(ImageFolderDataset(path=str(folder)).load(), checkpoint, config, thumbnails=False)
-
-        for name, run in (("predict_pipeline", node), ("predict_pipeline_no_gallery", without_gallery)):
-            _, seconds = timed(run)
-            rows[name] = {"seconds": seconds, "images_per_s": args.count / seconds}
-            logger.info("%s: %.0f images/s", name, args.count / seconds)
-
+        rows = time_pipeline(folder, checkpoint, config, args.count)
         pixels, decode_seconds = timed(lambda: decoded_batch(folder))
-        # The pipeline's precision and memory format (the recipe's, on this CPU), and plain fp32 as ONNX Runtime runs.
         settings = inference_recipe(checkpoint["training_config"], checkpoint["model_name"], torch.device("cpu"))
-        normalization = checkpoint["normalization"]
-        torch_seconds = {}
-        for name, dtype, channels_last in (
-            ("inference_only_pytorch", settings.autocast_dtype, settings.channels_last),
-            ("inference_only_pytorch_fp32", None, False),
-        ):
-            model = load_model(checkpoint, "cpu", channels_last=channels_last)
-            _, torch_seconds[name] = timed(
-                lambda model=model, dtype=dtype, channels_last=channels_last: predict_logits(
-                    model,
-                    pixels,
-                    normalization["mean"],
-                    normalization["std"],
-                    batch_size=args.batch_size,
-                    tta="none",
-                    device="cpu",
-                    autocast_dtype=dtype,
-                    channels_last=channels_last,
-                )
-            )
-
-        import onnxruntime  # noqa: PLC0415 (the export extra)
-
-        session = onnxruntime.InferenceSession(
-            onnx_bytes(checkpoint, ExportConfig(model=checkpoint["model_name"])), providers=["CPUExecutionProvider"]
-        )
-
-        def ort_logits(batch: np.ndarray) -> np.ndarray:
-            return np.concatenate(
-                [
-                    session.run(None, {"images": batch[i : i + args.batch_size].astype(np.float32) / 255.0})[0]
-                    for i in range(0, len(batch), args.batch_size)
-                ]
-            )
-
+        torch_seconds = time_pytorch(checkpoint, pixels, settings, args.batch_size)
+        ort_logits, ort_version = onnxruntime_logits(checkpoint, args.batch_size)
         _, ort_seconds = timed(lambda: ort_logits(pixels))
         _, ort_total = timed(lambda: ort_logits(decoded_batch(folder)))
-        rows["onnxruntime"] = {"seconds": ort_total, "images_per_s": args.count / ort_total}
-        rows["decode_and_resize_only"] = {"seconds": decode_seconds, "images_per_s": args.count / decode_seconds}
-        for name, seconds in torch_seconds.items():
-            rows[name] = {"seconds": seconds, "images_per_s": args.count / seconds}
-        rows["inference_only_onnxruntime"] = {"seconds": ort_seconds, "images_per_s": args.count / ort_seconds}
-        for name in ("onnxruntime", "decode_and_resize_only", *torch_seconds, "inference_only_onnxruntime"):
-            logger.info("%s: %.0f images/s", name, rows[name]["images_per_s"])
-
+    rows["onnxruntime"] = {"seconds": ort_total, "images_per_s": args.count / ort_total}
+    rows["decode_and_resize_only"] = {"seconds": decode_seconds, "images_per_s": args.count / decode_seconds}
+    for name, seconds in torch_seconds.items():
+        rows[name] = {"seconds": seconds, "images_per_s": args.count / seconds}
+    rows["inference_only_onnxruntime"] = {"seconds": ort_seconds, "images_per_s": args.count / ort_seconds}
+    for name in ("onnxruntime", "decode_and_resize_only", *torch_seconds, "inference_only_onnxruntime"):
+        logger.info("%s: %.0f images/s", name, rows[name]["images_per_s"])
     report = {
         "benchmark": "predict",
         "files": args.count,
@@ -179,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "pytorch_precision": settings.precision,
         "pytorch_memory_format": settings.memory_format,
         "onnxruntime_precision": "fp32",
-        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime": ort_version,
         "machine": machine_info(),
         "results": rows,
     }

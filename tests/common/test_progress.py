@@ -14,7 +14,7 @@ from image_recognition.common.progress import JobProgress, format_duration
 from image_recognition.models.inference import predict_logits
 from image_recognition.sources.cifar10.split import channel_statistics
 from image_recognition.sources.cifar10.synthetic import make_synthetic_cifar10
-from image_recognition.training import engine, train
+from image_recognition.training import monitor, train
 
 EPOCHS, BATCH = 2, 50  # 200 images: 4 steps an epoch
 
@@ -109,12 +109,12 @@ def test_the_bar_shows_the_epochs_running_mean_loss_from_its_sums(tiny_run, monk
 
 def test_the_eta_warning_fires_only_past_the_threshold(tiny_run, monkeypatch, caplog):
     monkeypatch.setattr(progress, "_rich_console", lambda: None)
-    with caplog.at_level(logging.WARNING, logger=engine.__name__):
+    with caplog.at_level(logging.WARNING, logger=monitor.__name__):
         train(**tiny_run)
         assert not [r for r in caplog.records if r.levelno == logging.WARNING]
-        monkeypatch.setattr(engine, "ETA_WARNING_S", 1e-6)
+        monkeypatch.setattr(monitor, "ETA_WARNING_S", 1e-6)
         train(**tiny_run)
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == engine.__name__]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == monitor.__name__]
     assert len(warnings) == 1  # once, after the first epoch
     message = warnings[0]
     assert re.match(r"training simple_cnn is projected to take 0:\d\d on cpu \(2 epochs at \d+ s each\)", message)

@@ -13,6 +13,7 @@ generator's state is checked instead, and must not move within a step.
 
 from __future__ import annotations
 
+import itertools
 import traceback
 from pathlib import Path
 
@@ -20,14 +21,16 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import image_recognition
 from image_recognition.models.tiny import TINY_MODELS
 from image_recognition.sources.cifar10.split import channel_statistics
 from image_recognition.sources.cifar10.synthetic import make_synthetic_cifar10
-from image_recognition.training import engine, strong_augmentation, train
+from image_recognition.training import batches, train
+from image_recognition.training.augment import strong
 
 aten = torch.ops.aten
 _FROM_HOST_VALUES = (aten.lift_fresh.default, aten.lift_fresh_copy.default)
-_SOURCE = Path(strong_augmentation.__file__).parents[1]  # src/image_recognition
+_SOURCE = Path(image_recognition.__file__).parent  # src/image_recognition
 
 # Every feature the step has: TrivialAugment, MixUp/CutMix, cutout, translate,
 # flips, label smoothing, gradient clipping, EMA (with lookahead on the CNN).
@@ -102,15 +105,15 @@ def test_the_mode_flags_a_tensor_made_from_host_values_and_nothing_computed_on_t
 
 def test_a_step_of_an_uploaded_trivial_augment_plan_makes_no_tensor_from_host_values() -> None:
     """Every op, geometric ones included; the constants the ops need are built by the upload, not by the step."""
-    strong_augmentation._constants.cache_clear()
-    ops = torch.arange(len(strong_augmentation.TRIVIAL_AUGMENT_OPS)).repeat(3)
+    strong._constants.cache_clear()
+    ops = torch.arange(len(strong.TRIVIAL_AUGMENT_OPS)).repeat(3)
     policy = (ops, torch.linspace(-1.0, 1.0, len(ops)))
-    plan = strong_augmentation.TrivialAugmentPlan.upload([policy, policy], torch.device("cpu"))
+    plan = strong.TrivialAugmentPlan.upload([policy, policy], torch.device("cpu"))
     images = torch.rand(len(ops), 3, 8, 8, generator=torch.Generator().manual_seed(0))
     with HostDataToDevice() as mode:
         out = plan.apply(1, images)
     assert mode.found == []
-    assert torch.equal(out, strong_augmentation.apply_trivial_augment(images, *policy))
+    assert torch.equal(out, strong.apply_trivial_augment(images, *policy))
 
 
 @pytest.fixture(scope="module")
@@ -128,32 +131,40 @@ def tiny_data() -> dict:
 def _watch_steps(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[int]]:
     """Run every training step but the run's first under HostDataToDevice; return (copies, host draws by step).
 
-    The first step is left out because the optimiser builds its state there
-    (Adam's step counts are host tensors by design). The epoch's start, where
-    the host-drawn augmentation is uploaded once, is not part of any step.
+    A step runs from the making of its batch to the loop's request for the
+    next one: the mode is entered before each batch of the epoch's batches is
+    made and left when the next is asked for. The first step is left out
+    because the optimiser builds its state there (Adam's step counts are host
+    tensors by design). The epoch's start, where the host-drawn augmentation
+    is uploaded once, is not part of any step.
     """
     copies: list[str] = []
     host_draws: list[int] = []
     host_generators: list[torch.Generator] = []
-    seed_epoch, train_step = engine._Trainer._seed_epoch, engine._Trainer._train_step
+    seed_epoch, epoch_steps = batches.seed_epoch, batches.EpochBatches.__iter__
 
-    def seed_and_keep_the_host_generator(self, epoch):  # noqa: ANN001, ANN202
-        generators = seed_epoch(self, epoch)
+    def seed_and_keep_the_host_generator(*args):  # noqa: ANN002, ANN202
+        generators = seed_epoch(*args)
         host_generators.append(generators[1])
         return generators
 
-    def watched_step(self, epoch, step, *args):  # noqa: ANN001, ANN202
-        if self.global_step == 0:
-            return train_step(self, epoch, step, *args)
-        host_state = host_generators[-1].get_state()
-        with HostDataToDevice() as mode:
-            train_step(self, epoch, step, *args)
-        copies.extend(f"epoch {epoch + 1} step {step + 1}: {found}" for found in mode.found)
-        host_draws.append(int(not torch.equal(host_state, host_generators[-1].get_state())))
-        return None
+    def watched_steps(self):  # noqa: ANN001, ANN202
+        steps = epoch_steps(self)
+        for step in itertools.count():
+            if self.epoch == 0 and step == 0:  # the run's first step
+                yield next(steps)
+                continue
+            host_state = host_generators[-1].get_state()
+            with HostDataToDevice() as mode:
+                batch = next(steps, None)
+                if batch is None:
+                    return
+                yield batch  # the step runs here, in the loop's body
+            copies.extend(f"epoch {self.epoch + 1} step {step + 1}: {found}" for found in mode.found)
+            host_draws.append(int(not torch.equal(host_state, host_generators[-1].get_state())))
 
-    monkeypatch.setattr(engine._Trainer, "_seed_epoch", seed_and_keep_the_host_generator)
-    monkeypatch.setattr(engine._Trainer, "_train_step", watched_step)
+    monkeypatch.setattr(batches, "seed_epoch", seed_and_keep_the_host_generator)
+    monkeypatch.setattr(batches.EpochBatches, "__iter__", watched_steps)
     return copies, host_draws
 
 
@@ -172,8 +183,8 @@ def test_a_training_step_copies_nothing_to_the_device_and_draws_nothing_on_the_h
 def test_the_check_catches_a_copy_put_back_into_the_step(tiny_data: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """TrivialAugment's constants built at every step again, as they were: each build is caught."""
     copies, _ = _watch_steps(monkeypatch)
-    monkeypatch.setattr(strong_augmentation, "_constants", strong_augmentation._constants.__wrapped__)
+    monkeypatch.setattr(strong, "_constants", strong._constants.__wrapped__)
     training = {"epochs": 1, "batch_size": 25, "device": "cpu", **RECIPES["vit"]}
     train("vit", TINY_MODELS["vit"], training, **tiny_data)
     assert copies
-    assert all("strong_augmentation.py" in copy and "torch.tensor(" in copy for copy in copies)
+    assert all("strong.py" in copy and "torch.tensor(" in copy for copy in copies)

@@ -1,4 +1,4 @@
-"""Parameter groups by role, the learning-rate schedule and the weight average."""
+"""Parameter groups by role, the learning-rate schedule and the weight average: its decay, window and bias correction."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from image_recognition.training.optim import (
     WeightEMA,
     build_optimizer,
     build_scheduler,
+    ema_decay_at,
     lr_factor,
     parameter_groups,
 )
@@ -150,3 +151,58 @@ def test_a_frozen_whitening_bias_keeps_its_value_and_lr_0_through_the_schedule()
     scheduler.freeze(WHITENING_BIAS, False)  # thawed: back on the schedule, with its decay
     assert whitening["lr"] == pytest.approx(config.lr * lr_factor(scheduler.last_epoch, 100, config))
     assert whitening["weight_decay"] == pytest.approx(config.weight_decay)
+
+
+# The training split of CIFAR-10 after the validation split is taken out.
+TRAINING_IMAGES = 45_000
+
+
+# The GPU ViT recipe's steps: batches of 512, 200 epochs.
+VIT_STEPS = TRAINING_IMAGES // 512 * 200
+
+
+def _initial_share(config: TrainingConfig, total_steps: int) -> float:
+    """The share of the random initial weights left in the EMA after ``total_steps``."""
+    share = 1.0
+    for step in range(config.ema_every, total_steps + 1, config.ema_every):
+        share *= ema_decay_at(step, total_steps, config)
+    return share
+
+
+@pytest.mark.parametrize("name", ["vit", "cnn", "cnn_cpu"])
+def test_no_recipe_keeps_the_random_initial_weights_in_its_average(name: str) -> None:
+    config = TrainingConfig.from_dict(recipe(name)["training"])
+    assert config.ema_decay > 0
+    total_steps = TRAINING_IMAGES // config.batch_size * config.epochs
+    # The first update takes (nearly) the live weights; a plain 0.9998 would keep 3% of the initial ones.
+    assert ema_decay_at(config.ema_every, total_steps, config) < 1e-5
+    assert _initial_share(config, total_steps) < 1e-9
+
+
+def test_the_vit_average_still_spans_about_5000_steps_at_the_end() -> None:
+    config = TrainingConfig.from_dict(recipe("vit")["training"])
+    decay = ema_decay_at(VIT_STEPS, VIT_STEPS, config)
+    assert decay == pytest.approx(0.9998, abs=1e-5)
+    assert 4000 < 1 / (1 - decay) < 6000
+
+
+def test_the_airbench_ramp_is_unchanged() -> None:
+    config = TrainingConfig.from_dict({"ema_decay": 0.8, "ema_every": 5, "ema_ramp": True})
+    assert ema_decay_at(50, 100, config) == pytest.approx(0.8 * 0.5**3)
+    assert ema_decay_at(100, 100, config) == pytest.approx(0.8)
+
+
+def test_the_bias_corrected_average_is_the_decay_weighted_mean_of_the_weights_seen() -> None:
+    decay, every = 0.9, 2
+    config = TrainingConfig.from_dict({"ema_decay": decay, "ema_every": every})
+    model = nn.Linear(1, 1, bias=False)
+    ema = WeightEMA(model)
+    seen = []
+    for update in range(1, 8):
+        with torch.no_grad():
+            model.weight.fill_(float(update**2))
+        seen.append(float(update**2))
+        ema.update(model, ema_decay_at(update * every, 100, config))
+    weights = [decay ** (len(seen) - 1 - k) for k in range(len(seen))]
+    expected = sum(w * v for w, v in zip(weights, seen, strict=True)) / sum(weights)
+    assert ema.state_dict()["weight"].item() == pytest.approx(expected, rel=1e-5)

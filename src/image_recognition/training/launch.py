@@ -45,20 +45,16 @@ from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+from image_recognition.common.atomic import atomic_write
 from image_recognition.common.device import resolve_device
 from image_recognition.common.errors import ParameterError
 from image_recognition.common.params import config_to_dict
 from image_recognition.models.inference import load_model
+from image_recognition.training.batches import device_splits
 from image_recognition.training.config import AUTO, TrainingConfig
 from image_recognition.training.ddp import current_group
-from image_recognition.training.engine import (
-    NonFiniteLossError,
-    Normalization,
-    Split,
-    TrainResult,
-    device_splits,
-    train,
-)
+from image_recognition.training.engine import train_in_process
+from image_recognition.training.result import NonFiniteLossError, Normalization, Split, TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -124,20 +120,30 @@ def launch(
             backend=backend,
             threads=max(1, torch.get_num_threads() // spec.nproc_per_node),
         )
-        logger.info(
-            "training %s in %d processes: %d on each of %d node(s), this is node %d; %s backend",
-            model_name,
-            spec.world_size,
-            spec.nproc_per_node,
-            spec.nnodes,
-            spec.node_rank,
-            backend,
-        )
+        _log_start(model_name, config, backend)
         try:
             elastic_launch(launch_config, _worker)(job)
         except ChildFailedError as exc:
             raise _failure(exc, spec.max_restarts, resumable=checkpoint_path is not None) from None
         outcome = torch.load(work / RESULT_FILE, weights_only=True)
+    return _result(outcome, device)
+
+
+def _log_start(model_name: str, config: TrainingConfig, backend: str) -> None:
+    spec = config.distributed
+    logger.info(
+        "training %s in %d processes: %d on each of %d node(s), this is node %d; %s backend",
+        model_name,
+        spec.world_size,
+        spec.nproc_per_node,
+        spec.nnodes,
+        spec.node_rank,
+        backend,
+    )
+
+
+def _result(outcome: dict[str, Any], device: torch.device) -> TrainResult:
+    """Rank 0's result as the launcher reads it back, or the divergence every rank stopped on."""
     if "diverged" in outcome:
         raise NonFiniteLossError(outcome["diverged"])
     checkpoint = outcome["checkpoint"]
@@ -263,9 +269,8 @@ def _worker(job: _Job) -> None:
         if group is not None and job.training["distributed"]["nnodes"] > 1:
             outcome = group.broadcast(outcome if rank == 0 else None)  # every node's launcher gets rank 0's
         if local_rank == 0:
-            partial = Path(job.folder) / f"{RESULT_FILE}.partial"
-            torch.save(outcome, partial)
-            partial.replace(Path(job.folder) / RESULT_FILE)
+            with atomic_write(Path(job.folder) / RESULT_FILE) as file:
+                torch.save(outcome, file)
     finally:
         dist.destroy_process_group()
 
@@ -326,10 +331,10 @@ def _train_share(job: _Job, rank: int, restarted: bool) -> dict[str, Any]:
     splits = [np.load(Path(job.folder) / name) for name in ("train.npz", "validation.npz")]
     train_split, validation_split = ({"images": s["images"], "labels": s["labels"]} for s in splits)
     try:
-        result = train(
+        result = train_in_process(
             job.model_name,
             job.model_config,
-            training,
+            TrainingConfig.from_dict(training),
             train_split,
             validation_split,
             job.normalization,

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from image_recognition.training import strong_augmentation
-from image_recognition.training.strong_augmentation import (
+from image_recognition.training.augment import strong
+from image_recognition.training.augment.strong import (
     TRIVIAL_AUGMENT_OPS,
     apply_trivial_augment,
     autocontrast,
@@ -110,7 +110,7 @@ def test_sharpness_smooths_the_whole_batch_so_its_convolution_keeps_one_shape(mo
         ops[:sharpened] = OP["sharpness"]
         alone = sharpness(images[:sharpened], 1.0 + magnitudes[:sharpened] * 0.99)
         with monkeypatch.context() as patch:
-            patch.setattr(strong_augmentation.F, "conv2d", recording_conv2d)
+            patch.setattr(strong.F, "conv2d", recording_conv2d)
             out = apply_trivial_augment(images, ops, magnitudes)
         assert torch.allclose(out[:sharpened], alone, atol=1e-6)
     assert shapes == [(40, 3, 32, 32)] * 3

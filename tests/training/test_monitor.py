@@ -1,4 +1,4 @@
-"""Training time has one definition: the engine's ``train_time_s``, read alike by the metrics and the benchmarks."""
+"""What the run reports: a diverging loss stops it with a clear error; training time has one definition."""
 
 from __future__ import annotations
 
@@ -7,8 +7,21 @@ import runpy
 import pytest
 
 from image_recognition.evaluation.cost import training_times
-from image_recognition.training.engine import train
+from image_recognition.training import NonFiniteLossError, train
 from tests.helpers import PROJECT_ROOT
+
+
+def test_diverging_loss_stops_with_a_clear_error(data_args: dict) -> None:
+    training = {"epochs": 3, "batch_size": 50, "lr": 1e12, "momentum": 0.0, "translate": 0}
+    with pytest.raises(NonFiniteLossError, match=r"training loss became (nan|inf) at epoch 1, step \d+.*Lower lr"):
+        train("simple_cnn", {}, training, **data_args)
+
+
+def test_overflowing_inputs_stop_within_two_steps(data_args: dict) -> None:
+    # A near-zero std passes validation but scales the pixels to ~1e30.
+    poisoned = {**data_args, "normalization": {**data_args["normalization"], "std": [1e-30, 1e-30, 1e-30]}}
+    with pytest.raises(NonFiniteLossError, match=r"became (nan|inf) at epoch 1, step [12]:"):
+        train("simple_cnn", {}, {"epochs": 1, "batch_size": 50}, **poisoned)
 
 
 def test_the_benchmarks_and_the_metrics_count_setup_and_steps_alike(data_args: dict) -> None:

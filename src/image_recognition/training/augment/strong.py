@@ -3,7 +3,7 @@
 Vision transformers lack the convolution's built-in locality and translation
 priors, so on a data set as small as CIFAR-10 they need much heavier
 augmentation than a CNN to avoid overfitting (Touvron et al. 2021, DeiT).
-Everything here works the way ``data.py`` does: a small, fixed number of
+Everything here works the way :mod:`.basic` does: a small, fixed number of
 tensor ops over the whole batch (a loop over the 14 op *types* at most, never
 over images), random numbers only from an explicit ``torch.Generator``, so the
 same seed gives the same batches on CPU and CUDA alike.
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from image_recognition.training.augment import Rows
+from image_recognition.training.augment.basic import Rows
 
 # TrivialAugment-wide (Müller & Hutter 2021): each image gets one op from this
 # list, chosen uniformly, and one magnitude, chosen uniformly from the bins.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from image_recognition.training.augment import alternating_flips, augment, random_flips, random_translate
+from image_recognition.training.augment.basic import alternating_flips, augment, random_flips, random_translate
 
 
 def test_alternating_flip_mirrors_each_image_in_exactly_one_of_two_consecutive_epochs() -> None:
