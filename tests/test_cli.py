@@ -3,6 +3,7 @@
 Run in-process on a project folder holding one saved checkpoint: every input
 here comes from outside, and each bad one must get its own clear message, a
 non-zero exit and nothing on stdout that a script would take for an answer.
+``kedro params`` shows a resolved recipe the same way: YAML on stdout, errors in one line.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from kedro.framework.startup import bootstrap_project
 from kedro.io.core import Version
@@ -24,6 +26,7 @@ from tests.helpers import (
     NOT_UTF8_NAME,
     NOT_UTF8_SHOWN,
     ODD_IMAGES,
+    PROJECT_ROOT,
     RunsCommand,
     class_image,
     fake_checkpoint,
@@ -235,3 +238,42 @@ def test_kedro_run_predict_or_export_before_any_training_is_one_error_line(proje
             "train it first with `kedro run --pipelines=train_cnn`"
         ], result.stderr[-3000:]
         assert "Traceback" not in result.stderr and project.data_files() == ["data/09_predict/a.png"]
+
+
+@pytest.fixture
+def in_project(project, monkeypatch):
+    """The project folder as the cwd, bootstrapped as the kedro CLI does."""
+    monkeypatch.chdir(project.root)
+    bootstrap_project(project.root)
+    return project
+
+
+@pytest.mark.parametrize(
+    ("name", "env"), [("cnn", "cpu"), ("vit", "demo"), ("simple_cnn", "base"), ("evaluation", "demo")]
+)
+def test_params_shows_a_resolved_recipe_with_the_code_defaults(in_project, name, env):
+    result = CliRunner().invoke(cli, ["params", name, "--env", env])
+    assert result.exit_code == 0, result.output
+    header, _ = result.stdout.split("\n", 1)
+    assert header == f"# {name}: conf/base" + ("" if env == "base" else f" + conf/{env}")
+    resolved = json.loads((PROJECT_ROOT / "tests/integrations/resolved_recipes.json").read_text())[env]["parameters"]
+    assert yaml.safe_load(result.stdout) == {name: resolved[name]}
+
+
+def test_params_without_an_environment_follows_the_hardware(in_project, monkeypatch):
+    monkeypatch.delenv("KEDRO_ENV", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(cli, ["params", "cnn"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# cnn: conf/base + conf/cpu + conf/local\n")
+    assert yaml.safe_load(result.stdout)["cnn"]["model"]["widths"] == [64, 128, 256]
+
+
+def test_params_of_an_unknown_name_or_a_bad_recipe_is_one_error_line(in_project):
+    result = CliRunner().invoke(cli, ["params", "resnet", "--env", "cpu"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "no parameters named 'resnet'; the names are cifar10, cnn, evaluation" in result.stderr
+    (in_project.root / "conf/local/parameters.yml").write_text("cnn:\n  training:\n    epochs: 0\n")
+    result = CliRunner().invoke(cli, ["params", "cnn", "--env", "local"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "epochs" in result.stderr and "Traceback" not in result.output

@@ -12,6 +12,14 @@ named on the command line with a checkpoint from the project's catalog:
 Exit status 0 when every file was predicted; 1 with one ``Error:`` line on the
 first bad file, or, with ``--keep-going``, after predicting every good file and
 reporting each bad one.
+
+``kedro params`` (and ``image-recognition params``) shows one block of parameters
+as a run resolves it, so no one merges ``conf/base`` and an environment in their head:
+
+    image-recognition params cnn --env cpu
+
+A model's block is its whole recipe with the code's defaults filled in, as its
+training pipeline checks it; ``evaluation`` likewise; any other block as merged.
 """
 
 from __future__ import annotations
@@ -27,15 +35,20 @@ from typing import Any
 
 import click
 import pandas as pd
+import yaml
 from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.project import settings
 from kedro.framework.session import KedroSession
 from kedro.io.core import DatasetError, Version
 
 from image_recognition.common.errors import InputError
+from image_recognition.common.params import config_to_dict
 from image_recognition.datasets.files import saved_versions
 from image_recognition.datasets.images import image_loaders
-from image_recognition.models import MODEL_NAMES
-from image_recognition.serving.prediction import PredictConfig, UntrainedModelError, check_model_name, predict_images
+from image_recognition.evaluation.config import EvaluationConfig
+from image_recognition.models import MODEL_NAMES, check_model_name
+from image_recognition.pipelines.training.nodes import check_training_params
+from image_recognition.serving.prediction import PredictConfig, UntrainedModelError, predict_images
 
 
 @click.group(name="image_recognition")
@@ -98,6 +111,56 @@ def predict(  # noqa: PLR0913 (the command's options)
     _print_predictions(predictions.table, as_json, stdout)
     if len(predictions.failed):
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--env", "-e", envvar="KEDRO_ENV", help="the Kedro environment (default: as kedro run picks it)")
+@click.option(
+    "--conf-source",
+    type=click.Path(exists=True, path_type=Path),
+    help="the configuration folder or archive, as for a packaged run (default: the project's conf/)",
+)
+def params(name: str, env: str | None, conf_source: Path | None) -> None:
+    """Show the parameters NAME (a model: its recipe) as a run resolves them, with the code's defaults."""
+    stdout = sys.stdout
+    # The loader logs what it chose: to stderr, so that stdout holds only the YAML.
+    with contextlib.redirect_stdout(sys.stderr):
+        source = conf_source or Path.cwd() / settings.CONF_SOURCE
+        loader = settings.CONFIG_LOADER_CLASS(str(source), env=env, **settings.CONFIG_LOADER_ARGS)
+        parameters = loader["parameters"]
+        if name not in parameters:
+            raise click.ClickException(f"no parameters named {name!r}; the names are {', '.join(sorted(parameters))}")
+        try:
+            resolved = _with_defaults(name, parameters[name])
+        except InputError as exc:
+            raise click.ClickException(str(exc)) from None
+    layers = [loader.base_env, getattr(loader, "hardware_env", None), loader.env or loader.default_run_env]
+    stdout.write(f"# {name}: {' + '.join(f'conf/{layer}' for layer in dict.fromkeys(filter(None, layers)))}\n")
+    stdout.write(yaml.dump({name: resolved}, Dumper=_FlowListDumper, sort_keys=False))
+
+
+def _with_defaults(name: str, block: Any) -> Any:
+    """A model's block, or ``evaluation``, validated with the code's defaults filled in; any other block as it is."""
+    if name in MODEL_NAMES and isinstance(block, dict):
+        spec = check_training_params(block.get("model"), block.get("training"))
+        rest = {key: value for key, value in block.items() if key not in ("model", "training")}
+        resolved = {"model": {"name": spec["model_name"], **spec["model_config"]}, "training": spec["training"], **rest}
+    elif name == "evaluation":
+        resolved = config_to_dict(EvaluationConfig.from_dict(block))
+    else:
+        resolved = block
+    return json.loads(json.dumps(resolved))  # plain lists and dicts for YAML
+
+
+class _FlowListDumper(yaml.SafeDumper):
+    """YAML as the parameter files write it: lists on one line (``widths: [64, 128, 256]``)."""
+
+    def represent_list(self, data: list[Any]) -> yaml.Node:
+        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+_FlowListDumper.add_representer(list, _FlowListDumper.represent_list)
 
 
 def _load_checkpoint(catalog: Any, model: str, version: str | None) -> tuple[dict[str, Any], str]:

@@ -138,3 +138,17 @@ def test_smoke_run_shrinks_the_gpu_recipes_with_the_tiny_models(monkeypatch: pyt
         sys.modules.pop("airbench_reference", None)
     for name in ("cnn", "vit"):
         assert script["_smoke_recipe"](name)["model"] == {**recipe(name)["model"], **TINY_MODELS[name]}
+
+
+@pytest.mark.slow
+def test_benchmarks_resolve_the_cpu_recipes_without_kedro() -> None:
+    """benchmarks/common.py reads recipes through training/recipes.py: conf/base and conf/cpu merged, no Kedro."""
+    code = (
+        "import sys; sys.modules['kedro'] = sys.modules['omegaconf'] = None; "
+        "from image_recognition.training.recipes import recipe; "
+        "cnn = recipe('cnn_cpu'); print(cnn['model']['widths'], cnn['training']['lr'], cnn['training']['momentum'])"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    # conf/cpu's own width and lr, and conf/base's momentum, which conf/cpu no longer repeats.
+    assert completed.stdout.split("\n")[0] == "[64, 128, 256] 0.375 0.85"

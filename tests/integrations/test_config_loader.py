@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -11,10 +14,27 @@ from kedro.config import OmegaConfigLoader
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from image_recognition.common.params import config_to_dict
+from image_recognition.evaluation.config import EvaluationConfig
 from image_recognition.integrations import config_loader
 from image_recognition.integrations.config_loader import HardwareAwareConfigLoader
+from image_recognition.models import validate_model_config
 from image_recognition.settings import CONFIG_LOADER_ARGS
+from image_recognition.training import TrainingConfig
+from image_recognition.training.recipes import environment_parameters
 from tests.helpers import PROJECT_ROOT
+
+# Every recipe as each environment resolved it before conf/cpu and conf/demo listed
+# only what they change: the validated configs, with the code's defaults filled in.
+RESOLVED_RECIPES = Path(__file__).with_name("resolved_recipes.json")
+# name in RESOLVED_RECIPES -> (--env, whether torch finds CUDA); without --env the hardware picks.
+ENVIRONMENTS = {
+    "base": ("base", False),
+    "cpu": ("cpu", False),
+    "demo": ("demo", False),
+    "no CUDA": (None, False),
+    "CUDA": (None, True),
+}
 
 GPU_CNN_WIDTHS = [64, 256, 256]  # conf/base
 CPU_CNN_WIDTHS = [64, 128, 256]  # conf/cpu
@@ -119,3 +139,57 @@ def test_data_root_at_run_time_moves_every_layer_but_the_scratch_files(fake_cuda
     assert parameters["vit"]["scratch_dir"] == f"{scratch}/06_models/vit/scratch"
     default = HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", env=env, **CONFIG_LOADER_ARGS)
     assert default["parameters"]["cifar10"]["cache_dir"] == f"{scratch}/01_raw"
+
+
+def validated(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Each model's block and ``evaluation`` as the runs check them, with the code's defaults; the rest as is."""
+    result: dict[str, Any] = {}
+    for key, block in parameters.items():
+        if isinstance(block, dict) and {"model", "training"} <= set(block):
+            name = block["model"]["name"]
+            overrides = {k: v for k, v in block["model"].items() if k != "name"}
+            rest = {k: v for k, v in block.items() if k not in ("model", "training")}
+            model = {"name": name, **validate_model_config(name, overrides)}
+            result[key] = {
+                "model": model,
+                "training": config_to_dict(TrainingConfig.from_dict(block["training"])),
+                **rest,
+            }
+        elif key == "evaluation":
+            result[key] = config_to_dict(EvaluationConfig.from_dict(block))
+        else:
+            result[key] = block
+    return json.loads(json.dumps(result))  # tuples as lists, as in the JSON
+
+
+@pytest.mark.parametrize("name", sorted(ENVIRONMENTS))
+def test_every_resolved_recipe_is_unchanged(fake_cuda, tmp_path, name):
+    """conf/cpu and conf/demo list only what they change, and every recipe still resolves as it did."""
+    conf = tmp_path / "conf"
+    shutil.copytree(PROJECT_ROOT / "conf", conf, ignore=shutil.ignore_patterns("local"))  # no one's own settings
+    (conf / "local").mkdir()
+    env, cuda = ENVIRONMENTS[name]
+    fake_cuda(cuda)
+    loader = HardwareAwareConfigLoader(str(conf), env=env, **CONFIG_LOADER_ARGS)
+    expected = json.loads(RESOLVED_RECIPES.read_text())[name]
+    assert validated(loader["parameters"]) == expected["parameters"]
+    assert loader["globals"] == expected["globals"]
+
+
+def _leaves(tree: dict[str, Any], path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Every value of a nested dict that is not itself a dict, by its path of keys."""
+    leaves: dict[tuple[str, ...], Any] = {}
+    for key, value in tree.items():
+        leaves.update(_leaves(value, (*path, key)) if isinstance(value, dict) else {(*path, key): value})
+    return leaves
+
+
+@pytest.mark.parametrize("env", ["cpu", "demo"])
+def test_an_environment_lists_only_what_it_changes_from_base(env):
+    base = _leaves(environment_parameters("base"))
+    repeated = [
+        ".".join(path)
+        for path, value in _leaves(environment_parameters(env)).items()
+        if path in base and base[path] == value
+    ]
+    assert not repeated, f"conf/{env} repeats conf/base's values of {repeated}"

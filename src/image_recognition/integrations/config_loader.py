@@ -81,11 +81,14 @@ class HardwareAwareConfigLoader(OmegaConfigLoader):
     def _merge_layers(self, key: str, envs: list[str]) -> dict[str, Any]:
         """Each environment's files merged and resolved on their own, then merged in order, as Kedro merges two.
 
-        One difference from Kedro: ``--params`` values are merged into each
-        layer's own top-level keys only. Kedro merges them into a layer whole,
-        so ``--params cifar10.validation_size=0`` with ``--env=cpu`` (whose
-        files have no ``cifar10`` block) made a ``cifar10`` block of that one
-        key, which then replaced all of base's.
+        Each layer merges into the ones below it with Kedro's ``merge_strategy``
+        for ``key``: "soft" (key by key) for parameters, so an environment lists
+        only what it changes (``settings.py``). One difference from Kedro:
+        ``--params`` values are merged into each layer's own top-level keys
+        only. Kedro merges them into a layer whole, so ``--params
+        cifar10.validation_size=0`` with ``--env=cpu`` (whose files have no
+        ``cifar10`` block) made a ``cifar10`` block of that one key, which a
+        destructive merge would put in place of all of base's.
         """
         patterns = [*self.config_patterns[key]]
         processed: set = set()
