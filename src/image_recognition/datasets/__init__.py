@@ -1,5 +1,7 @@
 """Custom Kedro datasets: compact, pickle-free storage for arrays and checkpoints; folders of images.
 
+They import Kedro and the plain-PyTorch packages below them, never the glue or the pipelines.
+
 Every dataset here that saves writes the whole file or nothing (a killed run
 leaves no torn version); the catalog uses them for every versioned output.
 """

@@ -1,1 +1,1 @@
-"""Comparison figures (plotly) and the self-contained HTML report, with no Kedro imports."""
+"""Comparison figures (plotly) and the self-contained HTML report, with no Kedro imports; imports ``models`` and ``common``."""
