@@ -11,6 +11,9 @@ import json
 import logging
 import os
 import platform
+import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +25,14 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from image_recognition.common.atomic import atomic_write
 from image_recognition.common.device import autocast_dtype
 from image_recognition.models import build_model
 from image_recognition.training import TrainResult, predict_logits
 from image_recognition.training.recipes import recipe
 
 logger = logging.getLogger("benchmarks")
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Dense bf16 peak of the GPU a recipe is sized for (H100 SXM; an H200 has the same).
 REFERENCE_PEAK_TFLOPS = 989.0
@@ -178,13 +183,36 @@ def training_seconds(result: TrainResult) -> float:
 
 
 def write_json(data: dict[str, Any], path: str | Path) -> None:
-    """Write ``data`` as indented JSON, atomically enough for a results file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    temporary.replace(path)
+    """Write ``data`` as indented JSON, whole or not at all, with the conditions every result carries.
+
+    The command that ran, the commit and the date are added where the
+    benchmark did not set them: ``render_results.py`` puts them in every row.
+    """
+    conditions = {
+        "benchmark_command": shlex.join(["python", _script_path(), *sys.argv[1:]]),
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": None if (status := _git("status", "--porcelain", "--untracked-files=no")) is None else bool(status),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with atomic_write(path) as file:
+        file.write((json.dumps({**conditions, **data}, indent=2, default=float) + "\n").encode())
     logger.info("wrote %s", path)
+
+
+def _script_path() -> str:
+    script = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(REPO_ROOT))
+    return str(script)
+
+
+def _git(*args: str) -> str | None:
+    """Output of a git command in the repository, or None without git."""
+    try:
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
 
 
 def training_flops_per_image(model_name: str, model_config: dict[str, Any]) -> float:

@@ -191,8 +191,8 @@ DATA_OUTPUTS = [
 ]
 
 # The demo DAG's shortest training that still learns, for tests of what runs and where it is
-# saved: cnn 2 epochs and vit 1 instead of the demo's 4 and 6, about 10 s less per run. Demo
-# test accuracies, measured (seeded): cnn 0.806, vit 0.913, simple_cnn 0.797; with
+# saved: cnn 2 epochs and vit 1 instead of the demo's 4 and 6. Demo test accuracies with
+# these seeds: cnn 0.806, vit 0.913, simple_cnn 0.797; with
 # cifar10.validation_size=0, 0.807, 0.942 and 0.779. (cnn at 1 epoch: 0.53, too close to 0.5.)
 SHORT_TRAINING = "cnn.training.epochs=2,vit.training.epochs=1"
 

@@ -20,7 +20,7 @@ from kedro.framework.session import KedroSession  # noqa: E402
 from kedro.framework.startup import bootstrap_project  # noqa: E402
 from kedro.io import MemoryDataset  # noqa: E402
 
-# The documented command (README.md), minus the target folder.
+# The documented command (docs/airflow.md), minus the target folder.
 CREATE_COMMAND = [
     "airflow",
     "create",
@@ -69,7 +69,7 @@ def test_committed_dags_are_up_to_date(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     fresh = {path.name: path.read_text() for path in tmp_path.glob("*.py")}
     committed = {path.name: path.read_text() for path in DAGS_FOLDER.glob("*.py")}
-    hint = "airflow_dags/ is stale: regenerate it with the command in README.md"
+    hint = "airflow_dags/ is stale: regenerate it with the command in docs/airflow.md"
     assert sorted(committed) == sorted(fresh), hint
     for name, text in fresh.items():
         assert committed[name] == text, f"{name}: {hint}"
@@ -152,4 +152,4 @@ def test_dag_files_do_not_import_the_project_when_parsed():
 
 def test_template_location_is_the_documented_one():
     assert (PROJECT_ROOT / "airflow_dags" / "templates" / "dag.py.j2").is_file()
-    assert Path(PROJECT_ROOT / "README.md").read_text().count(" ".join(CREATE_COMMAND)) >= 1
+    assert Path(PROJECT_ROOT / "docs" / "airflow.md").read_text().count(" ".join(CREATE_COMMAND)) >= 1

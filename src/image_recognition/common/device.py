@@ -22,7 +22,7 @@ def resolve_device(name: str | torch.device | None = AUTO) -> torch.device:
     """``"auto"``/None -> CUDA if available, else MPS, else CPU; otherwise as named.
 
     Asking for an accelerator that is missing is an error rather than a silent
-    CPU fallback: a 5-second GPU recipe would otherwise run for hours.
+    CPU fallback: a GPU recipe would otherwise run on the CPU, far slower.
     """
     if isinstance(name, torch.device):
         return name
@@ -68,7 +68,7 @@ def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX).
 
     Elsewhere oneDNN emulates bf16, and autocast makes a convnet many times
-    slower than fp32 (about 14x on an AVX2-only AMD EPYC).
+    slower than fp32.
     """
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:

@@ -1,0 +1,87 @@
+"""benchmarks/render_results.py: the committed tables are what the result files render, and a change shows."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import PROJECT_ROOT
+
+SCRIPT = PROJECT_ROOT / "benchmarks" / "render_results.py"
+
+
+@pytest.fixture(scope="module")
+def render_results() -> dict:
+    return runpy.run_path(str(SCRIPT), run_name="render_results")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of what the script reads and writes: the README, the results page and the result files."""
+    (tmp_path / "docs").mkdir()
+    shutil.copy(PROJECT_ROOT / "README.md", tmp_path / "README.md")
+    shutil.copy(PROJECT_ROOT / "docs" / "results.md", tmp_path / "docs" / "results.md")
+    shutil.copytree(PROJECT_ROOT / "benchmarks" / "results", tmp_path / "benchmarks" / "results")
+    return tmp_path
+
+
+def _edit(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def test_the_committed_tables_are_what_the_results_render(render_results):
+    assert render_results["main"](["--check"]) == 0, "stale tables: run python benchmarks/render_results.py"
+
+
+def test_a_changed_result_makes_the_check_fail_until_rendered(render_results, project, capsys):
+    main = render_results["main"]
+    assert main(["--check", "--root", str(project)]) == 0
+    _edit(project / "benchmarks/results/dag_cpu_amx.json", lambda data: data["test_accuracy"].update(cnn=0.1234))
+    assert main(["--check", "--root", str(project)]) == 1
+    assert "stale results tables" in capsys.readouterr().err
+    assert main(["--root", str(project)]) == 0
+    assert main(["--check", "--root", str(project)]) == 0
+    assert "12.34%" in (project / "docs" / "results.md").read_text()
+
+
+def test_every_row_names_its_machine_commit_date_and_command(render_results):
+    grouped = render_results["load_results"]()
+    assert grouped, "no result files"
+    for benchmark, rows in grouped.items():
+        for row in rows:
+            machine, commit, date, command = row.conditions
+            assert machine and "unknown" not in (commit, date), (benchmark, row.key)
+            assert command.startswith("`") and "benchmarks/" in command, (benchmark, row.key)
+
+
+def test_superseded_rows_and_files_are_left_out(render_results, project):
+    page = project / "docs" / "results.md"
+    result = project / "benchmarks/results/cpu_amx_run_9df17b4.json"
+    _edit(result, lambda data: data["results"]["vit_cpu_plain"].update(test_accuracy=0.4321))
+    render_results["main"](["--root", str(project)])
+    assert "43.21%" in page.read_text()
+    _edit(result, lambda data: data.setdefault("superseded_rows", {}).update(vit_cpu_plain="replaced"))
+    render_results["main"](["--root", str(project)])
+    assert "43.21%" not in page.read_text()
+    assert "CPU `cnn` profile" in page.read_text()
+    _edit(result, lambda data: data.update(superseded="a later run replaced it"))
+    render_results["main"](["--root", str(project)])
+    assert "cpu_amx_run_9df17b4.json" not in page.read_text()
+
+
+def test_a_result_without_its_command_is_refused(render_results, project):
+    _edit(project / "benchmarks/results/ddp_cpu.json", lambda data: data.pop("benchmark_command"))
+    with pytest.raises(SystemExit, match="ddp_cpu.json.*benchmark_command"):
+        render_results["main"](["--check", "--root", str(project)])
+
+
+def test_a_readme_without_the_markers_is_refused(render_results, project):
+    (project / "README.md").write_text("# a README without a results table\n")
+    with pytest.raises(SystemExit, match="markers"):
+        render_results["main"](["--check", "--root", str(project)])
