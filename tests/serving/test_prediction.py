@@ -16,11 +16,13 @@ from PIL import Image
 
 from image_recognition.common.errors import ParameterError
 from image_recognition.datasets.images import ImageError, image_loaders
+from image_recognition.serving import prediction
 from image_recognition.serving.prediction import (
     CIFAR10_CLASS_NAMES,
     IMAGE_SIZE,
     PREDICTION_COLUMNS,
     PredictConfig,
+    checkpoint_image_size,
     gallery_html,
     model_input,
     predict_images,
@@ -205,6 +207,26 @@ def test_class_names_come_from_the_checkpoint():
     checkpoint["data"]["class_names"] = [f"pattern_{i}" for i in range(10)]
     table = predict_images(loaders_for({"a.png": class_image(1)}), checkpoint, PredictConfig(model="simple_cnn")).table
     assert table["class"][0].startswith("pattern_")
+
+
+def test_images_are_resized_to_the_checkpoints_image_size(monkeypatch):
+    seen = []
+
+    def probabilities(images, checkpoint, config):
+        seen.append(tuple(images.shape))
+        return torch.full((len(images), 3), 1 / 3)
+
+    monkeypatch.setattr(prediction, "_probabilities", probabilities)
+    checkpoint = {**fake_checkpoint("simple_cnn"), "image_size": 48, "class_names": ["cat", "dog", "fox"]}
+    table = predict_images(
+        loaders_for({"a.png": class_image(1, (90, 60))}), checkpoint, PredictConfig("simple_cnn")
+    ).table
+    assert seen == [(1, 3, 48, 48)] and table["class"][0] in {"cat", "dog", "fox"}
+
+
+def test_the_checkpoints_image_size_defaults_to_32():
+    assert checkpoint_image_size(fake_checkpoint("simple_cnn")) == IMAGE_SIZE == 32
+    assert checkpoint_image_size({"image_size": 64}) == 64
 
 
 def test_a_bad_file_stops_prediction_unless_keep_going():

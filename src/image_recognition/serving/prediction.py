@@ -27,30 +27,45 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from kedro.io.core import DatasetError
-from PIL import ExifTags, Image, ImageOps
+from PIL import Image
 
 from image_recognition.common.device import AUTO, DEVICES, resolve_device
 from image_recognition.common.errors import InputError
 from image_recognition.common.params import boolean, config_from_dict, null_or_one_of, one_of, positive_int
-from image_recognition.datasets.images import ImageError, display_name
 from image_recognition.evaluation.config import EvaluationConfig
 from image_recognition.evaluation.cost import inference_recipe
 from image_recognition.models import check_model_name
 from image_recognition.models.inference import TTA_MODES, load_model, predict_logits
+from image_recognition.models.sizes import DEFAULT_IMAGE_SIZE
+from image_recognition.sources.images import RESIZE_MODES, ImageError, display_name, to_model_input, to_rgb
+from image_recognition.training.checkpoint import checkpoint_class_names, checkpoint_image_size
+
+__all__ = [
+    "CIFAR10_CLASS_NAMES",
+    "IMAGE_SIZE",
+    "PREDICTION_COLUMNS",
+    "RESIZE_MODES",
+    "PredictConfig",
+    "Predictions",
+    "UntrainedModelError",
+    "checkpoint_image_size",
+    "class_names",
+    "gallery_html",
+    "model_input",
+    "predict_images",
+    "to_rgb",
+]
 
 logger = logging.getLogger(__name__)
 
 # CIFAR-10's classes in label order, for checkpoints trained before they recorded their own.
 CIFAR10_CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-RESIZE_MODES = ("crop", "pad")
 TOP_K = 3
-IMAGE_SIZE = 32
-# Pixels of a 16- or 32-bit grey image scaled to 8 bits at a time, as float64: 2 MB.
-_GREY_SLICE = 1 << 18
+# The image size of checkpoints trained before they recorded their own (``checkpoint_image_size``).
+IMAGE_SIZE = DEFAULT_IMAGE_SIZE
 PREDICTION_COLUMNS = [
     "file",
     "class",
@@ -71,7 +86,7 @@ class PredictConfig:
 
     model: str = "cnn"  # simple_cnn, cnn or vit: whose latest (or pinned) checkpoint predicts
     input_dir: str | None = None  # read by the catalog's predict_images entry; recorded here
-    resize: str = "crop"  # crop: shorter side to 32, centre crop; pad: longer side to 32, black borders
+    resize: str = "crop"  # crop: shorter side to the checkpoint's size, centre crop; pad: longer side, black borders
     keep_going: bool = False  # false: the first bad file fails the run; true: it gets an error row
     batch_size: int = 256
     tta: str | None = None  # null: the checkpoint's own TTA mode
@@ -106,79 +121,20 @@ class UntrainedModelError(InputError, DatasetError):
         )
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` upright (its EXIF orientation) and in RGB, the standard way for its mode.
+def model_input(image: Image.Image, resize: str = "crop", size: int = IMAGE_SIZE) -> torch.Tensor:
+    """An RGB image as the model's uint8 input (3, size, size), aspect ratio kept by a crop or padding.
 
-    No more than two images of its size are held at once besides ``image`` itself:
-    a 40-megapixel image stays within a few hundred MB.
+    ``crop`` gives the centre ``size`` x ``size`` of the image scaled to a
+    ``size``-pixel shorter side, resampled straight from the part of the image
+    that crop keeps (Pillow's ``box``): the same pixels, without building the
+    scaled image (``sources.images.to_model_input``).
     """
-    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
-        image = ImageOps.exif_transpose(image)  # otherwise it would only copy the image
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        image = _grey_to_8_bits(image)
-    if image.mode == "P" and "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
-        composited = Image.new("RGB", rgba.size, (255, 255, 255))
-        composited.paste(rgba, mask=rgba)  # alpha-composited on white
-        return composited
-    return image.convert("RGB")
-
-
-def _grey_to_8_bits(image: Image.Image) -> Image.Image:
-    """16- and 32-bit grey scaled to 8 bits, instead of clipping everything above 255 to white.
-
-    A slice at a time: the image as one float64 array would take 8 bytes a pixel
-    (about 1 GB, with its temporaries, for 40 megapixels).
-    """
-    values = np.asarray(image).reshape(-1)  # uint16, int32 or float32, as the image holds them
-    peak = values.max(initial=0)
-    if image.mode == "F":
-        multiplier, divisor = (255.0 if peak <= 1.0 else 1.0), 1.0
-    else:
-        multiplier, divisor = 1.0, (257.0 if image.mode != "I" or peak > 255 else 1.0)  # noqa: PLR2004 (8 bits)
-    grey = np.empty(values.shape, dtype=np.uint8)
-    for start in range(0, len(values), _GREY_SLICE):
-        part = values[start : start + _GREY_SLICE].astype(np.float64)
-        part *= multiplier
-        part /= divisor
-        np.clip(np.rint(part, out=part), 0, 255, out=part)
-        grey[start : start + _GREY_SLICE] = part
-    return Image.fromarray(grey.reshape(image.height, image.width))
-
-
-def model_input(image: Image.Image, resize: str = "crop") -> torch.Tensor:
-    """An RGB image as the model's uint8 input (3, 32, 32), aspect ratio kept by a crop or padding.
-
-    ``crop`` gives the centre 32 x 32 of the image scaled to a 32-pixel shorter
-    side, resampled straight from the part of the image that crop keeps (Pillow's
-    ``box``): the same pixels, without building the scaled image.
-    """
-    width, height = image.size
-    if resize == "crop":
-        scale = IMAGE_SIZE / min(width, height)
-        scaled = (max(1, round(width * scale)), max(1, round(height * scale)))
-        left, top = (round((side - IMAGE_SIZE) / 2) for side in scaled)
-        step_x, step_y = width / scaled[0], height / scaled[1]  # image pixels per scaled pixel
-        box = (
-            left * step_x,
-            top * step_y,
-            min(width, (left + IMAGE_SIZE) * step_x),
-            min(height, (top + IMAGE_SIZE) * step_y),
-        )
-        framed = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR, box=box)
-    else:
-        scale = IMAGE_SIZE / max(width, height)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        framed = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE))  # black where the image does not reach
-        framed.paste(
-            image.resize(size, Image.Resampling.BILINEAR), ((IMAGE_SIZE - size[0]) // 2, (IMAGE_SIZE - size[1]) // 2)
-        )
-    return torch.from_numpy(np.asarray(framed).transpose(2, 0, 1).copy())  # (3, 32, 32) uint8
+    return torch.from_numpy(to_model_input(image, size, resize))
 
 
 def class_names(checkpoint: dict[str, Any], num_classes: int) -> list[str]:
     """The checkpoint's class names; CIFAR-10's for a 10-class checkpoint that predates them."""
-    names = (checkpoint.get("data") or {}).get("class_names")
+    names = checkpoint_class_names(checkpoint)
     if names and len(names) == num_classes:
         return list(names)
     if num_classes == len(CIFAR10_CLASS_NAMES):
@@ -213,11 +169,12 @@ def predict_images(
     :func:`display_name` shows it.
     """
     names, inputs, rows, shown = [], [], [], {}
+    size = checkpoint_image_size(checkpoint)
     for name in sorted(loaders):
         file = display_name(name)
         try:
             image = to_rgb(loaders[name]())
-            inputs.append(model_input(image, config.resize))
+            inputs.append(model_input(image, config.resize, size))
         except ImageError as exc:
             if not config.keep_going:
                 raise
