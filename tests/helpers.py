@@ -52,11 +52,11 @@ class Archive:
 def source_params(archive: Archive, **extra: object) -> str:
     """A --params value pointing the data pipeline at ``archive``."""
     params = {
-        "cifar10.source.url": archive.url,
-        "cifar10.source.md5": archive.md5,
-        "cifar10.expected_sizes.train": 1000,
-        "cifar10.expected_sizes.test": 200,
-        "cifar10.validation_size": 100,
+        "dataset.source.url": archive.url,
+        "dataset.source.md5": archive.md5,
+        "dataset.expected_sizes.train": 1000,
+        "dataset.expected_sizes.test": 200,
+        "dataset.validation_size": 100,
         **extra,
     }
     return ",".join(f"{key}={value}" for key, value in params.items())
@@ -110,6 +110,33 @@ def good_members(**replace: object) -> dict[str, object]:
     members["cifar-10-batches-py/batches.meta"] = meta()
     members.update({f"cifar-10-batches-py/{k}": v for k, v in replace.items()})
     return members
+
+
+def cifar100_batch(overrides: dict | None = None, n: int = 4) -> dict:
+    """A CIFAR-100 ``train``/``test`` batch of ``n`` blank images; an override of None drops the key."""
+    payload = {
+        b"batch_label": b"batch",
+        b"fine_labels": [i % 100 for i in range(n)],
+        b"coarse_labels": [i % 20 for i in range(n)],
+        b"data": np.zeros((n, 3072), dtype=np.uint8),
+        b"filenames": [b"x.png"] * n,
+    }
+    payload.update(overrides or {})
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def cifar100_members(**replace: object) -> dict[str, object]:
+    """The members of a minimal valid CIFAR-100 archive; ``name=None`` leaves one out."""
+    members = {
+        "cifar-100-python/train": cifar100_batch(),
+        "cifar-100-python/test": cifar100_batch(),
+        "cifar-100-python/meta": {
+            b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+            b"coarse_label_names": [f"c{i}".encode() for i in range(20)],
+        },
+    }
+    members.update({f"cifar-100-python/{k}": v for k, v in replace.items()})
+    return {k: v for k, v in members.items() if v is not None}
 
 
 def link_or_escaping_member(name: str, kind: bytes) -> tarfile.TarInfo:
@@ -181,10 +208,10 @@ ARCHIVE_CASES = {
 
 # The data_processing pipeline's versioned outputs, under the data root.
 DATA_OUTPUTS = [
-    "01_raw/cifar10_archive.json",
-    "05_model_input/cifar10_train.npz",
-    "05_model_input/cifar10_validation.npz",
-    "05_model_input/cifar10_test.npz",
+    "01_raw/dataset_source.json",
+    "05_model_input/dataset_train.npz",
+    "05_model_input/dataset_validation.npz",
+    "05_model_input/dataset_test.npz",
     "05_model_input/normalization_stats.json",
     "08_reporting/data_report.json",
     "08_reporting/data_class_counts.csv",
@@ -193,7 +220,7 @@ DATA_OUTPUTS = [
 # The demo DAG's shortest training that still learns, for tests of what runs and where it is
 # saved: cnn 2 epochs and vit 1 instead of the demo's 4 and 6. Demo test accuracies with
 # these seeds: cnn 0.806, vit 0.913, simple_cnn 0.797; with
-# cifar10.validation_size=0, 0.807, 0.942 and 0.779. (cnn at 1 epoch: 0.53, too close to 0.5.)
+# dataset.validation_size=0, 0.807, 0.942 and 0.779. (cnn at 1 epoch: 0.53, too close to 0.5.)
 SHORT_TRAINING = "cnn.training.epochs=2,vit.training.epochs=1"
 
 # Experiment tracking on for one run (tests/conftest.py turns it off): kedro-mlflow then uses

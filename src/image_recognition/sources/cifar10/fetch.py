@@ -141,8 +141,8 @@ def _fetch_once(open_source: Callable[[], tuple[BinaryIO, int | None]], md5: str
             if actual != md5.lower():
                 raise ChecksumMismatch(
                     f"checksum mismatch for {label.removeprefix('fetching ')}: expected md5 {md5}, got {actual}; "
-                    "the file is corrupt or not the one the md5 belongs to. Check cifar10.source.url and "
-                    "cifar10.source.md5 (a mirror's archive has its own md5)"
+                    "the file is corrupt or not the one the md5 belongs to. Check dataset.source.url and "
+                    "dataset.source.md5 (a mirror's archive has its own md5)"
                 )
     finally:
         source.close()
