@@ -17,6 +17,7 @@ from image_recognition.evaluation.cost import (
     peak_memory_mib,
     training_times,
 )
+from image_recognition.models import build_model
 from image_recognition.models.inference import TTA_VIEWS
 
 CPU = torch.device("cpu")
@@ -148,3 +149,12 @@ def test_throughput_latency_and_memory_on_cpu():
     assert measure_throughput(model, batch_size=8, device=device, batches=2) > 0
     assert measure_latency_ms(model, device, repeats=3) > 0
     assert peak_memory_mib(device) is None  # the CPU reports no device memory
+
+
+def test_flops_and_speeds_are_measured_at_the_size_the_model_was_built_for():
+    small = build_model("simple_cnn", {"num_classes": 100})
+    large = build_model("simple_cnn", {"num_classes": 100, "image_size": 64})
+    assert count_flops(large) > 3 * count_flops(small)  # 4x the conv pixels, and a wider fc1
+    assert count_flops(large) == count_flops(large, (3, 64, 64))
+    assert measure_throughput(large, batch_size=2, device=CPU, batches=1, warmup=0) > 0  # a 32 px batch would fail
+    assert measure_latency_ms(large, CPU, repeats=1, warmup=0) > 0

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from image_recognition.evaluation.metrics import (
+    ClassCountError,
     confusion_matrix,
     expected_calibration_error,
     mean_cross_entropy,
@@ -99,3 +100,22 @@ def test_scores_of_the_tta_logits_with_the_plain_accuracy_beside():
     assert scores.confusion.to_dict("list") == {"true_class": ["cat", "dog"], "cat": [1, 0], "dog": [0, 2]}
     assert len(scores.reliability) == 4 and scores.errors.empty  # no mistakes with flips
     assert score_logits(logits, labels, ["cat", "dog"], "none").errors["index"].tolist() == [1]
+
+
+def test_scores_take_the_class_count_from_the_names_given_100_of_them():
+    rng = np.random.default_rng(0)
+    names = [f"fine_{index}" for index in range(100)]
+    labels = rng.integers(0, 100, 500)
+    logits = rng.normal(size=(500, 100))
+    logits[np.arange(250), labels[:250]] += 10.0  # the first half right
+    scores = score_logits({"none": logits}, labels, names, "none", top_errors=5)
+    assert scores.per_class["class"].tolist() == names
+    assert list(scores.confusion.columns) == ["true_class", *names]
+    assert scores.confusion[names].to_numpy().sum() == 500
+    assert 0.5 <= scores.quality["accuracy"] < 0.6
+    assert set(scores.errors["true_class"]) <= set(names)
+
+
+def test_logits_of_another_class_count_than_the_data_are_refused():
+    with pytest.raises(ClassCountError, match="the model gives 10 logits but the data has 100 classes"):
+        score_logits({"none": np.zeros((4, 10))}, np.zeros(4, dtype=np.int64), [str(i) for i in range(100)], "none")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from image_recognition.models import build_model, whitening_filters
+from image_recognition.models.cnn import CNNConfig, FastCNN
 
 # A narrow cnn that builds and runs in milliseconds; tests/models/test_models.py runs it beside the others.
 TINY_CNN = {"widths": [8, 16, 16]}
@@ -38,3 +40,13 @@ def test_the_whitening_conv_runs_in_float32_under_bf16_autocast() -> None:
     full_precision = torch.nn.functional.conv2d(images, model.whiten.weight, model.whiten.bias)
     torch.testing.assert_close(whitened, full_precision)  # float32 tolerances: no bf16 rounding
     assert logits.dtype == torch.bfloat16  # the rest of the network still runs in bf16
+
+
+@pytest.mark.parametrize("image_size", [32, 64, 96, 128])
+def test_the_groups_see_the_32_px_grid_at_every_size(image_size: int) -> None:
+    """The receptive-field design: a stem max-pool of image_size / 32 keeps the final map 3 x 3."""
+    model = FastCNN(CNNConfig(widths=[8, 8, 8], image_size=image_size)).eval()
+    assert model.config.stem_pool == image_size // 32
+    stem = model.stem_pool(model.act(model.whiten(torch.zeros(1, 3, image_size, image_size))))
+    assert stem.shape[-2:] == (31, 31)
+    assert model.groups(stem).shape[-2:] == (3, 3)

@@ -10,6 +10,7 @@ import logging
 import pytest
 import torch
 
+from image_recognition.common.errors import ParameterError
 from image_recognition.models import (
     MAX_MODEL_PARAMETERS,
     MODEL_NAMES,
@@ -129,3 +130,59 @@ def test_the_parameter_limit_is_configurable() -> None:
 def test_infinite_sizes_and_quoted_booleans_are_refused(name: str, config: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate_model_config(name, config)
+
+
+@pytest.mark.parametrize("image_size", [32, 64])
+@pytest.mark.parametrize("num_classes", [10, 100])
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_model_builds_for_the_image_size_and_classes_of_the_data(
+    name: str, image_size: int, num_classes: int
+) -> None:
+    config = {**TINY_CONFIGS[name], "image_size": image_size, "num_classes": num_classes}
+    torch.manual_seed(0)
+    model = build_model(name, config).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, image_size, image_size))
+    assert logits.shape == (2, num_classes)
+    assert torch.isfinite(logits).all()
+    assert validate_model_config(name, config)["image_size"] == image_size
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_an_unsupported_image_size_is_refused_naming_the_supported_ones(name: str) -> None:
+    with pytest.raises(ParameterError, match=rf"{name}\.model\.image_size must be one of 32, 64, 96, 128, got 48"):
+        build_model(name, {"image_size": 48})
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_head_follows_num_classes_and_the_weights_do_not_depend_on_the_size_for_convnets(name: str) -> None:
+    small = meta_model(name, {**TINY_CONFIGS[name], "num_classes": 100})
+    assert small.state_dict()[_head_weight(small)].shape[0] == 100
+    if name == "cnn":  # the stem pool has no weights: one state dict fits every size
+        shapes = {key: value.shape for key, value in small.state_dict().items()}
+        large = meta_model(name, {**TINY_CONFIGS[name], "num_classes": 100, "image_size": 128})
+        assert {key: value.shape for key, value in large.state_dict().items()} == shapes
+
+
+def _head_weight(model: torch.nn.Module) -> str:
+    return next(key for key in model.state_dict() if key.endswith(("head.weight", "fc3.weight")))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_model_at_64_px_learns_a_trivial_task_well_above_chance(name: str) -> None:
+    """Four classes, each a colour under noise: a few Adam steps at 64 px separate them."""
+    torch.manual_seed(0)
+    classes, size = 4, 64
+    colours = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0], [1.0, 1.0, -1.0]])
+    labels = torch.arange(classes).repeat(16)
+    images = colours[labels][:, :, None, None] + 0.5 * torch.randn(len(labels), 3, size, size)
+    model = build_model(name, {**TINY_CONFIGS[name], "image_size": size, "num_classes": classes})
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(25):
+        loss = torch.nn.functional.cross_entropy(model.train()(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        accuracy = (model.eval()(images).argmax(1) == labels).float().mean().item()
+    assert accuracy >= 0.9  # chance is 0.25

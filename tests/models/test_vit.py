@@ -105,3 +105,20 @@ def test_the_conv_stem_tokens_are_a_contiguous_view_of_its_output() -> None:
     reference = nchw.proj(nchw.stages(images))
     assert reference.is_contiguous()
     torch.testing.assert_close(tokens, reference.flatten(2).transpose(1, 2))
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+@pytest.mark.parametrize(("image_size", "patch_size", "tokens"), [(32, 4, 64), (64, 4, 256), (64, 8, 64), (96, 8, 144)])
+def test_the_token_grid_and_position_embeddings_follow_the_image_size(
+    stem: str, image_size: int, patch_size: int, tokens: int
+) -> None:
+    config = {"stem": stem, "stem_channels": [8, 8, 16], "patch_size": patch_size, "image_size": image_size}
+    model = build_model("vit", {**config, "embed_dim": 16, "depth": 1, "num_heads": 2}).eval()
+    assert model.pos_embed.shape == (1, tokens, 16)
+    assert model.forward_features(torch.randn(2, 3, image_size, image_size)).shape == (2, tokens, 16)
+
+
+def test_images_of_another_size_are_refused_in_words() -> None:
+    model = build_model("vit", {**TINY_VIT, "image_size": 64}).eval()
+    with pytest.raises(ValueError, match=r"\(32, 32\) images given to a ViT built for 64 x 64; resize them"):
+        model(torch.randn(1, 3, 32, 32))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+from image_recognition.evaluation.metrics import score_logits
 from image_recognition.pipelines.reporting.nodes import gather_results
 from image_recognition.pipelines.reporting.pipeline import PART_DATASETS
 from image_recognition.reporting import figures
@@ -87,3 +89,39 @@ def test_record_mode_without_validation_plots_training_curves_only(evaluated):
     assert len(record_mode) == 4 and all(len(trace.y) == 2 for trace in record_mode)
     page = render_html(results, {"learning_curves": fig}, comparison_table(results), {**REPORT, "sizes": {"test": 200}})
     assert 'id="learning_curves"' in page
+
+
+def _scored(classes: int, accuracy_by_class: np.ndarray, seed: int) -> dict:
+    """A model's per_class and confusion tables on 20 images a class, right with each class's chance."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), 20)
+    right = rng.random(len(labels)) < accuracy_by_class[labels]
+    predictions = np.where(right, labels, (labels + 1) % classes)
+    logits = np.eye(classes)[predictions] * 5.0
+    scores = score_logits({"none": logits}, labels, [f"class_{i:03d}" for i in range(classes)], "none")
+    return {"per_class": scores.per_class, "confusion": scores.confusion}
+
+
+@pytest.mark.parametrize("classes", [10, 100])
+def test_confusion_matrices_label_cells_only_while_readable(classes):
+    results = {"cnn": _scored(classes, np.full(classes, 0.8), 0), "vit": _scored(classes, np.full(classes, 0.6), 1)}
+    fig = figures.confusion_matrices(results)
+    assert [trace.z.shape for trace in fig.data] == [(classes, classes)] * 2
+    labelled = classes <= figures.MAX_LABELLED_CLASSES
+    assert all((trace.texttemplate == "%{text}") is labelled for trace in fig.data)
+    assert all("%{text} images" in trace.hovertemplate for trace in fig.data)  # the counts stay on hover
+    assert (f"{classes} classes: counts on hover" in fig.layout.title.text) is not labelled
+
+
+def test_per_class_f1_of_100_classes_shows_the_hardest_and_easiest_sorted():
+    accuracy = np.linspace(0.05, 0.95, 100)[np.random.default_rng(2).permutation(100)]
+    results = {"cnn": _scored(100, accuracy, 3), "vit": _scored(100, accuracy, 4)}
+    fig = figures.per_class_f1(results)
+    shown = list(fig.data[0].x)
+    assert len(shown) == 2 * figures.PER_CLASS_EXTREMES
+    mean_f1 = (results["cnn"]["per_class"]["f1"] + results["vit"]["per_class"]["f1"]) / 2
+    ranked = results["cnn"]["per_class"]["class"][np.argsort(mean_f1.to_numpy(), kind="stable")].tolist()
+    assert shown == ranked[:10] + ranked[-10:]
+    assert "10 lowest and 10 highest of 100 classes" in fig.layout.title.text
+    few = figures.per_class_f1({"cnn": _scored(10, np.full(10, 0.5), 5)})
+    assert list(few.data[0].x) == [f"class_{i:03d}" for i in range(10)]  # all, in label order

@@ -6,7 +6,7 @@ import re
 
 from image_recognition.common.device import cpu_has_native_bf16
 from image_recognition.reporting import figures
-from image_recognition.reporting.report import comparison_table, render_html
+from image_recognition.reporting.report import comparison_table, data_description, render_html
 
 
 def test_report_with_one_model_is_self_contained(evaluated):
@@ -28,3 +28,30 @@ def test_comparison_table_states_views_and_compile_time(evaluated):
     assert table.loc["vit", "compile_time_s"] == 3.0 and table.loc["vit", "training_time_s"] == 2.0
     precision = "bf16" if cpu_has_native_bf16() else "fp32"  # the fixture's recipe says autocast "auto"
     assert table.loc["vit", "precision"] == precision and table.loc["vit", "memory_format"] == "contiguous"
+
+
+def test_the_report_names_the_data_set_its_classes_and_size(evaluated):
+    results = {"vit": evaluated["vit"]}
+    names = [f"fine_{index}" for index in range(100)]
+    report = {
+        "source": {"kind": "cifar100", "url": "synthetic://cifar100", "md5": "1" * 32},
+        "class_names": names,
+        "num_classes": 100,
+        "image_size": 64,
+        "sizes": {"test": 200},
+    }
+    page = render_html(results, {}, comparison_table(results), report)
+    assert "<h1>CIFAR-100 model comparison</h1>" in page
+    assert (
+        "100 classes (fine_0, fine_1, fine_2, fine_3, fine_4, fine_5, fine_6, fine_7, fine_8, fine_9 and 90 more)"
+        in page
+    )
+    assert "64×64 px images" in page
+    folder = {**report, "source": {"kind": "image_folder", "url": "file:///d", "md5": None, "fingerprint": "abc"}}
+    page = render_html(results, {}, comparison_table(results), folder)
+    assert "Image folder model comparison" in page and "fingerprint <code>abc</code>" in page
+
+
+def test_an_older_data_report_is_cifar10s(evaluated):
+    title, classes = data_description({"source": {"url": "u", "md5": "0" * 32}, "sizes": {"test": 1}})
+    assert (title, classes) == ("CIFAR-10", "10 classes, 32×32 px images")

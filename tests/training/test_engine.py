@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from image_recognition.common.errors import ParameterError
 from image_recognition.models.tiny import TINY_MODELS
 from image_recognition.training import TIMING_KEYS, train
 from tests.training.helpers import CHANCE, LEARNED, LEARNING_RECIPES, TIMING_FREE, assert_same_state, without_timing
@@ -102,3 +103,8 @@ def test_vit_with_conv_stem_and_strong_augmentation_learns(data_args: dict) -> N
     assert result.final_metrics["val_accuracy"] > 0.5 > CHANCE
     again = train("vit", model, training, **data_args)
     assert without_timing(again.history) == without_timing(result.history)  # seeded end to end
+
+
+def test_images_of_another_size_than_the_models_are_refused_before_training(data_args: dict) -> None:
+    with pytest.raises(ParameterError, match=r"cnn\.model\.image_size is 64 but the images are 32x32"):
+        train("cnn", {**TINY_MODELS["cnn"], "image_size": 64}, {"epochs": 1}, **data_args)

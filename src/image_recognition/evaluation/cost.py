@@ -1,8 +1,8 @@
 """What a model costs: parameters, FLOPs, throughput, latency, peak memory and training time.
 
 Every speed is measured the way the model is used: in its training recipe's
-precision and memory format, and, for predictions, with the test-time
-augmentation views its accuracy counts.
+precision and memory format, at the image size it was built for, and, for
+predictions, with the test-time augmentation views its accuracy counts.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from image_recognition.common.device import (
 )
 from image_recognition.models import CONVNET_NAMES, count_parameters
 from image_recognition.models.inference import TTA_VIEWS, tta_logits
+from image_recognition.models.sizes import model_image_size
 
 
 @dataclass(frozen=True)
@@ -63,18 +64,27 @@ def inference_recipe(training_config: dict[str, Any] | None, model_name: str, de
     )
 
 
-def count_flops(model: nn.Module, image_shape: tuple[int, ...] = (3, 32, 32)) -> int:
+def count_flops(model: nn.Module, image_shape: tuple[int, ...] | None = None) -> int:
     """FLOPs of one forward pass on one image, by torch's flop counter (a multiply-add is 2).
+
+    ``image_shape`` defaults to (3, S, S) at the size S the model was built for.
 
     Attention runs on the math backend while counting: the counter has no rule
     for some fused kernels (the CPU's among them), which would drop attention
     from the count and make it depend on the device.
     """
     device = next(model.parameters()).device
+    image_shape = image_shape or _image_shape(model)
     sample = torch.zeros((1, *image_shape), device=device)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model.eval()(sample)
     return int(counter.get_total_flops())
+
+
+def _image_shape(model: nn.Module) -> tuple[int, int, int]:
+    """(3, S, S): one input image of the size ``model`` was built for."""
+    size = model_image_size(model)
+    return (3, size, size)
 
 
 def _seconds(device: torch.device, run: Callable[[], Any], repeats: int) -> float:
@@ -114,7 +124,7 @@ def measure_throughput(  # noqa: PLR0913 (each knob of the measurement is named)
     recipe = recipe or InferenceRecipe(autocast_dtype=None, channels_last=False)
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.eval()
-    batch = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
+    batch = torch.randn(batch_size, *_image_shape(model), device=device).contiguous(memory_format=memory_format)
     with configure_backends(device, recipe.tf32), autocast(device, recipe.autocast_dtype):
         for _ in range(warmup):
             tta_logits(model, batch, tta)
@@ -134,7 +144,7 @@ def measure_latency_ms(
     recipe = recipe or InferenceRecipe(autocast_dtype=None, channels_last=False)
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.eval()
-    image = torch.randn(1, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
+    image = torch.randn(1, *_image_shape(model), device=device).contiguous(memory_format=memory_format)
     with configure_backends(device, recipe.tf32), autocast(device, recipe.autocast_dtype):
         for _ in range(warmup):
             model(image)

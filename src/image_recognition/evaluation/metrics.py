@@ -13,6 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from image_recognition.common.errors import InputError
+
+
+class ClassCountError(InputError, ValueError):
+    """A model's logits and the data's class names do not count the same classes."""
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax, stable for large logits."""
@@ -138,6 +144,12 @@ def score_logits(  # noqa: PLR0913 (the evaluation settings, named)
     confident mistakes are kept.
     """
     class_names = list(class_names)
+    outputs = logits[tta].shape[1]
+    if outputs != len(class_names):
+        raise ClassCountError(
+            f"the model gives {outputs} logits but the data has {len(class_names)} classes: it was trained on "
+            "other data; evaluate it on the data set it was trained on, or train it on this one"
+        )
     probabilities = softmax(logits[tta].astype(np.float64))
     predictions = probabilities.argmax(axis=1)
     confusion = confusion_matrix(labels, predictions, len(class_names))

@@ -6,6 +6,18 @@ inputs, so the early epochs are not spent learning that), three conv groups of
 conv -> max-pool -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU, identity
 (Dirac) initialisation of the convs so the deep path starts near a shortcut,
 BatchNorm with a frozen unit scale, and a scaled-down linear head.
+
+Other image sizes keep the receptive-field design. At 32 px the three groups
+take the whitened 31 x 31 map down to 3 x 3, and each unit of that final map
+sees 51 px: more than the whole image, so the global max-pool before the head
+picks among detectors that each saw everything. The global pool alone would
+let the network run at 64 px, but its final map would be 7 x 7 of units that
+see 51 of 64 px, and the groups would cost 4x the compute. Instead, at
+``image_size`` = 32 f an f x f max-pool follows the whitening stem (its
+filters still whiten 2 x 2 patches at full resolution): the groups see the
+same 31 x 31 grid as at 32 px, the final map stays 3 x 3, each of its units
+sees about 51 f px (the whole image again), and the groups' compute stays
+that of 32 px.
 """
 
 from __future__ import annotations
@@ -24,6 +36,11 @@ from image_recognition.common.params import (
     positive_int,
     positive_number,
 )
+from image_recognition.models.sizes import DEFAULT_IMAGE_SIZE, IMAGE_SIZES, check_image_size
+
+# The image size the conv groups are designed for; a larger image is max-pooled
+# to this grid after the whitening stem (see the module docstring).
+_GROUP_INPUT_SIZE = min(IMAGE_SIZES)
 
 
 @dataclass
@@ -48,7 +65,10 @@ class CNNConfig:
     # Multiplies the logits; a small value acts as a temperature that keeps the
     # early softmax soft, which suits the large learning rates of the recipe.
     logit_scale: float = 1 / 9
-    num_classes: int = 10
+    num_classes: int = 10  # CIFAR-10; the data's class count in a run
+    # Side of the square input, one of models.sizes.IMAGE_SIZES; above 32 an
+    # (image_size / 32)-wide max-pool after the stem keeps the groups' grid.
+    image_size: int = DEFAULT_IMAGE_SIZE
 
     def __post_init__(self) -> None:
         # number_list before int(): int(inf) raises OverflowError
@@ -65,6 +85,12 @@ class CNNConfig:
         )
         each(positive_number, "cnn.model", whiten_eps=self.whiten_eps, logit_scale=self.logit_scale)
         number_in_range("cnn.model.batchnorm_momentum", self.batchnorm_momentum, 0.0, 1.0, include_low=False)
+        check_image_size("cnn.model.image_size", self.image_size)
+
+    @property
+    def stem_pool(self) -> int:
+        """Width of the max-pool after the whitening stem: 1 (none) at 32 px, 2 at 64, 4 at 128."""
+        return self.image_size // _GROUP_INPUT_SIZE
 
 
 class DiracConv(nn.Conv2d):
@@ -120,6 +146,8 @@ class FastCNN(nn.Module):
         self.whiten.weight.requires_grad_(False)
         nn.init.zeros_(self.whiten.bias)
         self.act = nn.GELU()
+        # No parameters either way, so a checkpoint's weights do not depend on the image size.
+        self.stem_pool = nn.MaxPool2d(config.stem_pool) if config.stem_pool > 1 else nn.Identity()
         widths = (whiten_channels, *config.widths)
         self.groups = nn.Sequential(*(ConvGroup(widths[i], widths[i + 1], config) for i in range(3)))
         self.pool = nn.AdaptiveMaxPool2d(1)
@@ -144,8 +172,9 @@ class FastCNN(nn.Module):
         return [self.whiten.bias]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 32, 32) -> pooled features (B, widths[-1])."""
-        x = self.act(self._whiten(x))  # (B, 24, 31, 31)
+        """(B, 3, S, S) -> pooled features (B, widths[-1])."""
+        x = self.act(self._whiten(x))  # (B, 24, S - 1, S - 1)
+        x = self.stem_pool(x)  # (B, 24, 31, 31) at every size
         x = self.groups(x)  # (B, widths[-1], 3, 3)
         return self.pool(x).flatten(1)  # (B, widths[-1])
 

@@ -8,6 +8,12 @@ which gives small-data ViTs the locality prior they otherwise spend many
 epochs learning. The tokens are pooled by a class token, by their mean, or by
 attention (sequence) pooling as in the Compact Convolutional Transformer
 (Hassani et al., 2021).
+
+The token grid follows the image size: ``image_size / patch_size`` tokens a
+side, whichever stem makes them (the conv stem's total stride is
+``patch_size``), and the position embeddings have one row per token. At 64 px
+with 4 px patches that is 256 tokens where 32 px gives 64; a ``patch_size``
+twice as large keeps the 32 px grid, and its cost, at twice the size.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from image_recognition.common.params import (
     positive_int,
     positive_number,
 )
+from image_recognition.models.sizes import DEFAULT_IMAGE_SIZE, check_image_size
 
 GLOBAL_POOLS = ("token", "avg", "attn")
 STEMS = ("patch", "conv")
@@ -37,7 +44,9 @@ STEMS = ("patch", "conv")
 class ViTConfig:
     """Knobs of :class:`VisionTransformer`; defaults suit 32x32 CIFAR images."""
 
-    image_size: int = 32
+    # Side of the square input, one of models.sizes.IMAGE_SIZES; the token grid
+    # is image_size / patch_size a side.
+    image_size: int = DEFAULT_IMAGE_SIZE
     # 4x4 patches give 64 tokens on 32x32: fine enough to see CIFAR's small
     # objects, few enough that attention (quadratic in tokens) stays cheap.
     # With the conv stem, the stem's total stride (a power of two).
@@ -51,7 +60,7 @@ class ViTConfig:
     # one has stride 2. Depth at low resolution is cheap and learns fast.
     stem_depth: int = 1
     in_channels: int = 3
-    num_classes: int = 10
+    num_classes: int = 10  # CIFAR-10; the data's class count in a run
     embed_dim: int = 256  # token width
     depth: int = 6  # number of transformer blocks
     num_heads: int = 8  # embed_dim must divide evenly; head_dim = embed_dim / num_heads
@@ -74,7 +83,6 @@ class ViTConfig:
         each(
             positive_int,
             "vit.model",
-            image_size=self.image_size,
             patch_size=self.patch_size,
             in_channels=self.in_channels,
             num_classes=self.num_classes,
@@ -84,6 +92,7 @@ class ViTConfig:
             stem_depth=self.stem_depth,
         )
         positive_number("vit.model.mlp_ratio", self.mlp_ratio)
+        check_image_size("vit.model.image_size", self.image_size)
         if self.image_size % self.patch_size:
             raise parameter_error(
                 "vit.model.patch_size",
@@ -106,6 +115,11 @@ class ViTConfig:
                     f"halvings for a conv stem, got {self.patch_size}",
                 )
             positive_int("vit.model.stem_channels", min(self.stem_channels, default=0))
+
+    @property
+    def grid_size(self) -> int:
+        """Tokens a side: the image size over the patch size (the conv stem's total stride)."""
+        return self.image_size // self.patch_size
 
 
 class PatchEmbed(nn.Module):
@@ -253,7 +267,7 @@ class VisionTransformer(nn.Module):
             self.patch_embed = PatchEmbed(config.image_size, config.patch_size, config.in_channels, dim)
         self.num_prefix_tokens = 1 if config.global_pool == "token" else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if self.num_prefix_tokens else None
-        num_tokens = (config.image_size // config.patch_size) ** 2 + self.num_prefix_tokens
+        num_tokens = config.grid_size**2 + self.num_prefix_tokens
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
         self.pos_drop = nn.Dropout(config.drop_rate)
         # On the CPU even while a model is built on the meta device (to count its parameters).
@@ -280,6 +294,9 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens (B, prefix + N, D)."""
+        size = self.config.image_size
+        if tuple(x.shape[-2:]) != (size, size):  # the position embeddings fit one token grid only
+            raise ValueError(f"{tuple(x.shape[-2:])} images given to a ViT built for {size} x {size}; resize them")
         x = self.patch_embed(x)  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)

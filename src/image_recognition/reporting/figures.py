@@ -2,7 +2,10 @@
 
 Every function takes ``results``: model name -> that model's evaluation
 (``metrics`` record, ``history``, ``per_class``, ``confusion``, ``reliability``
-and ``errors`` tables), for however many models were evaluated.
+and ``errors`` tables), for however many models were evaluated. The classes
+are the data's, as many as it has: above :data:`MAX_LABELLED_CLASSES` the
+confusion matrices drop their per-cell counts (the hover keeps them) and the
+per-class figure shows the hardest and easiest classes only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ from image_recognition.models import MODEL_NAMES
 _PALETTE = ("#7f7f7f", "#1f77b4", "#d62728")
 MODEL_COLOURS = dict(zip(MODEL_NAMES, _PALETTE, strict=False))
 _FALLBACK_COLOURS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+# Up to this many classes a figure labels every class (CIFAR-10's 10, CIFAR-100's 20
+# super-classes); above it, per-cell text and per-class bars would be unreadable.
+MAX_LABELLED_CLASSES = 20
+# Classes shown at each end (hardest, easiest) of the per-class figure above that.
+PER_CLASS_EXTREMES = 10
 
 
 def colour(model: str, position: int = 0) -> str:
@@ -94,20 +102,23 @@ def _add_model_curves(fig: go.Figure, model: str, position: int, history: pd.Dat
 
 
 def confusion_matrices(results: dict[str, Any]) -> go.Figure:
-    """Side-by-side confusion matrices, rows normalised to recall."""
+    """Side-by-side confusion matrices, rows normalised to recall; counts in the cells up to MAX_LABELLED_CLASSES classes."""
     fig = make_subplots(rows=1, cols=len(results), subplot_titles=list(results), horizontal_spacing=0.12)
+    most = 0
     for col, (model, result) in enumerate(results.items(), start=1):
         table = result["confusion"]
         classes = list(table["true_class"])
+        most = max(most, len(classes))
         counts = table[classes].to_numpy(dtype=float)
         recall = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        labelled = len(classes) <= MAX_LABELLED_CLASSES
         fig.add_trace(
             go.Heatmap(
                 z=recall,
                 x=classes,
                 y=classes,
                 text=counts.astype(int),
-                texttemplate="%{text}",
+                texttemplate="%{text}" if labelled else None,
                 colorscale="Blues",
                 zmin=0,
                 zmax=1,
@@ -119,17 +130,48 @@ def confusion_matrices(results: dict[str, Any]) -> go.Figure:
         )
         fig.update_yaxes(autorange="reversed", title_text="true class" if col == 1 else None, row=1, col=col)
         fig.update_xaxes(title_text="predicted class", row=1, col=col)
-    return _layout(fig, "Confusion matrices (colour: share of the true class)", 520)
+        if not labelled:  # every class's name would overlap: let plotly thin the ticks, smaller
+            fig.update_xaxes(tickfont_size=8, row=1, col=col)
+            fig.update_yaxes(tickfont_size=8, row=1, col=col)
+    title = "Confusion matrices (colour: share of the true class)"
+    if most > MAX_LABELLED_CLASSES:
+        title += f"<br>{most} classes: counts on hover"
+    return _layout(fig, title, 520 if most <= MAX_LABELLED_CLASSES else 800)
 
 
 def per_class_f1(results: dict[str, Any]) -> go.Figure:
-    """Per-class F1 of every model, as grouped bars."""
+    """Per-class F1 of every model, as grouped bars; above MAX_LABELLED_CLASSES classes, the extremes only.
+
+    With many classes the bars are the PER_CLASS_EXTREMES classes of lowest
+    and of highest F1 averaged over the models, sorted; every class's scores
+    stay in each model's ``per_class`` table.
+    """
+    tables = {model: result["per_class"] for model, result in results.items()}
+    shown = _per_class_shown(tables)
     fig = go.Figure()
-    for position, (model, result) in enumerate(results.items()):
-        table = result["per_class"]
-        fig.add_trace(go.Bar(x=table["class"], y=table["f1"], name=model, marker_color=colour(model, position)))
+    for position, (model, table) in enumerate(tables.items()):
+        f1 = table.set_index("class")["f1"].reindex(shown)
+        fig.add_trace(go.Bar(x=shown, y=f1, name=model, marker_color=colour(model, position)))
     fig.update_layout(barmode="group", yaxis={"title": "F1", "range": [0, 1]})
-    return _layout(fig, "Per-class F1 on the test set", 450)
+    classes = max((len(table) for table in tables.values()), default=0)
+    title = "Per-class F1 on the test set"
+    if len(shown) < classes:
+        title += (
+            f"<br>the {PER_CLASS_EXTREMES} lowest and {PER_CLASS_EXTREMES} highest of {classes} classes "
+            "by mean F1 over the models; every class is in the per_class tables"
+        )
+    return _layout(fig, title, 450)
+
+
+def _per_class_shown(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The classes the per-class figure shows: all, in label order, or the extremes of mean F1, lowest first."""
+    if not tables:
+        return []
+    mean_f1 = pd.concat([table.set_index("class")["f1"] for table in tables.values()], axis=1).mean(axis=1)
+    if len(mean_f1) <= MAX_LABELLED_CLASSES:
+        return list(mean_f1.index)
+    ranked = list(mean_f1.sort_values(kind="stable").index)
+    return ranked[:PER_CLASS_EXTREMES] + ranked[-PER_CLASS_EXTREMES:]
 
 
 def reliability_diagram(results: dict[str, Any]) -> go.Figure:

@@ -84,6 +84,25 @@ pre { background: #f7f7f7; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem;
 """
 
 
+# How the report names each data set kind; another kind is named as it is spelt.
+DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "image_folder": "Image folder"}
+
+
+def data_description(data_report: dict[str, Any]) -> tuple[str, str]:
+    """The data set's title and a sentence on its classes and image size, from its data report.
+
+    A data report saved before these were recorded is CIFAR-10's: 10 classes of 32 px images.
+    """
+    source = data_report["source"]
+    kind = source.get("kind", "cifar10")
+    names = list(data_report.get("class_names") or [])
+    count = data_report.get("num_classes") or len(names) or 10
+    size = data_report.get("image_size", 32)
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")  # noqa: PLR2004
+    classes = f"{count} classes ({shown})" if names else f"{count} classes"
+    return DATASET_TITLES.get(kind, str(kind)), f"{classes}, {size}×{size} px images"
+
+
 def render_html(
     results: dict[str, Any], figures: dict[str, go.Figure], table: pd.DataFrame, data_report: dict[str, Any]
 ) -> str:
@@ -102,12 +121,15 @@ def render_html(
     provenance = {model: redact_urls(result["metrics"]["provenance"]) for model, result in results.items()}
     source = data_report["source"]
     models = ", ".join(results) or "none"
+    title, classes = data_description(data_report)
+    fingerprint = source.get("md5") or source.get("fingerprint") or "–"
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>CIFAR-10: CNN vs Vision Transformer</title>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}: CNN vs Vision Transformer</title>
 <style>{_STYLE}</style></head><body>
-<h1>CIFAR-10 model comparison</h1>
-<p>Models: {html.escape(models)}. Test split: {data_report["sizes"]["test"]:,} images, never used for training or
-model selection. Data: <code>{html.escape(redact_url(source["url"]))}</code>, md5 <code>{html.escape(source["md5"])}</code>.</p>
+<h1>{html.escape(title)} model comparison</h1>
+<p>Models: {html.escape(models)}. Data: {html.escape(classes)}. Test split: {data_report["sizes"]["test"]:,} images,
+never used for training or model selection. Source: <code>{html.escape(redact_url(source["url"]))}</code>,
+{"md5" if source.get("md5") else "fingerprint"} <code>{html.escape(str(fingerprint))}</code>.</p>
 <h2>Comparison</h2>
 <p><code>test_accuracy</code> averages <code>tta_views</code> forward passes per image, as do
 <code>flops_per_prediction</code> and <code>throughput_predictions_per_s</code>; <code>test_accuracy_no_tta</code>

@@ -1,13 +1,15 @@
 """Export a checkpoint for serving: an ONNX graph and safetensors weights.
 
 The ONNX graph takes **float32 NCHW images scaled to 0..1** (``uint8 / 255``,
-RGB, 32×32; the batch dimension is dynamic) and returns logits: the
+RGB, at the checkpoint's ``image_size``, 32×32 for CIFAR; the batch dimension
+is dynamic) and returns logits: the
 checkpoint's normalisation is folded into the graph, so a server only decodes,
 resizes and divides by 255. Test-time augmentation is not in the graph.
 
 Both formats carry the model name, the checkpoint's catalog version, its
-normalisation and class names as metadata, so an exported file can be traced
-to the checkpoint that made it. The ``export`` extra provides onnx, onnxscript,
+normalisation, image size and class names as metadata (the ONNX graph's
+``metadata_props``, the safetensors header's ``__metadata__``), so an exported
+file can be traced to the checkpoint that made it and fed without it. The ``export`` extra provides onnx, onnxscript,
 onnxruntime and safetensors.
 """
 
@@ -30,6 +32,7 @@ from image_recognition.common.params import config_from_dict, integer
 from image_recognition.models import check_model_name
 from image_recognition.models.inference import load_model
 from image_recognition.serving.prediction import class_names
+from image_recognition.training.checkpoint import checkpoint_class_names, checkpoint_image_size
 
 MIN_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -76,13 +79,16 @@ def servable_model(checkpoint: dict[str, Any]) -> UnitRangeModel:
 
 def metadata(checkpoint: dict[str, Any], version: str | None, num_classes: int) -> dict[str, str]:
     """String metadata that traces an exported file to its checkpoint and says how to feed it."""
+    size = checkpoint_image_size(checkpoint)
+    names = checkpoint_class_names(checkpoint) or class_names(checkpoint, num_classes)
     return {
         "model_name": checkpoint["model_name"],
         "model_config": json.dumps(checkpoint.get("model_config") or {}, sort_keys=True),
         "checkpoint_version": version or "",
         "normalization": json.dumps(checkpoint["normalization"]),
-        "class_names": json.dumps(class_names(checkpoint, num_classes)),
-        "input": "float32 NCHW RGB 32x32, values 0..1 (uint8 / 255); normalisation is in the graph",
+        "image_size": str(size),
+        "class_names": json.dumps(names),
+        "input": f"float32 NCHW RGB {size}x{size}, values 0..1 (uint8 / 255); normalisation is in the graph",
     }
 
 
@@ -91,7 +97,8 @@ def onnx_bytes(checkpoint: dict[str, Any], config: ExportConfig, version: str | 
     onnx = _require("onnx")
     _require("onnxscript")
     wrapper = servable_model(checkpoint)
-    sample = torch.rand(2, 3, 32, 32)
+    size = checkpoint_image_size(checkpoint)
+    sample = torch.rand(2, 3, size, size)  # the graph's input: (batch, 3, size, size), batch dynamic
     with torch.no_grad(), _quiet_loggers("onnx_ir", "onnxscript"):
         program = torch.onnx.export(
             wrapper,
@@ -104,7 +111,7 @@ def onnx_bytes(checkpoint: dict[str, Any], config: ExportConfig, version: str | 
             verbose=False,
         )
     proto = program.model_proto
-    onnx.helper.set_model_props(proto, metadata(checkpoint, version, _num_classes(wrapper)))
+    onnx.helper.set_model_props(proto, metadata(checkpoint, version, _num_classes(wrapper, size)))
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
@@ -115,7 +122,10 @@ def safetensors_bytes(checkpoint: dict[str, Any], version: str | None = None) ->
     state = checkpoint.get("ema_state") or checkpoint["model_state"]
     tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in state.items()}
     return safetensors_torch.save(
-        tensors, metadata=metadata(checkpoint, version, _num_classes(servable_model(checkpoint)))
+        tensors,
+        metadata=metadata(
+            checkpoint, version, _num_classes(servable_model(checkpoint), checkpoint_image_size(checkpoint))
+        ),
     )
 
 
@@ -133,9 +143,9 @@ def _quiet_loggers(*names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _num_classes(model: nn.Module) -> int:
+def _num_classes(model: nn.Module, image_size: int) -> int:
     with torch.no_grad():
-        return model(torch.zeros(1, 3, 32, 32)).shape[1]
+        return model(torch.zeros(1, 3, image_size, image_size)).shape[1]
 
 
 def _require(module: str) -> Any:

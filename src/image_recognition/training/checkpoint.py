@@ -4,6 +4,12 @@ A checkpoint is a plain dict of tensors, dicts, lists and primitives, so
 ``torch.load(..., weights_only=True)`` can read it without unpickling code.
 A read refuses, in one line, a file that is not such a dict, and a model whose
 config is invalid, too large to build, or does not match the weights beside it.
+
+A checkpoint records the data it takes: ``image_size`` (the side of its square
+inputs, as its model config has it) and ``class_names`` (one per logit, the
+data's). A read checks them against the model and fills them in for a
+checkpoint saved before they were recorded: 32 px, and the class names its
+``data`` block held, if any.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 from image_recognition.common.atomic import atomic_write
 from image_recognition.common.errors import InputError
 from image_recognition.models import MAX_MODEL_PARAMETERS, ModelTooLargeError, meta_model, validate_model_config
+from image_recognition.models.sizes import DEFAULT_IMAGE_SIZE
 
 CHECKPOINT_FORMAT = 1
 # Replace a refused file with one this project wrote.
@@ -92,7 +99,42 @@ def load_checkpoint(
             "delete it, or set training.resume: false (or name another run)"
         )
     check_checkpoint_model(checkpoint, name, max_model_parameters, limit_name)
-    return checkpoint
+    return with_data_fields(checkpoint)
+
+
+def checkpoint_image_size(checkpoint: dict[str, Any]) -> int:
+    """The side of the images ``checkpoint``'s model takes: its record, else its model config's, else 32."""
+    size = checkpoint.get("image_size") or (checkpoint.get("model_config") or {}).get("image_size")
+    return int(size or DEFAULT_IMAGE_SIZE)
+
+
+def checkpoint_class_names(checkpoint: dict[str, Any]) -> list[str] | None:
+    """``checkpoint``'s class names, one per logit: its record, else its ``data`` block's; None if it has neither."""
+    names = checkpoint.get("class_names") or (checkpoint.get("data") or {}).get("class_names")
+    return list(names) if names else None
+
+
+def with_data_fields(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint`` with ``image_size`` and (where known) ``class_names`` at its top level, as a read returns it."""
+    filled = {**checkpoint, "image_size": checkpoint_image_size(checkpoint)}
+    names = checkpoint_class_names(checkpoint)
+    if names is not None:
+        filled["class_names"] = names
+    return filled
+
+
+def record_data(checkpoint: dict[str, Any], class_names: list[str], image_size: int) -> dict[str, Any]:
+    """``checkpoint`` recording the data its model was trained on: ``class_names`` and ``image_size``.
+
+    A CheckpointError if they do not fit its model (one name per logit, the
+    model config's image size): a checkpoint that mislabels its outputs is
+    never written.
+    """
+    recorded = {**checkpoint, "class_names": [str(name) for name in class_names], "image_size": int(image_size)}
+    problem = _data_mismatch(recorded, recorded.get("model_config") or {})
+    if problem:
+        raise CheckpointError(f"cannot record the data in a {checkpoint.get('model_name')} checkpoint: {problem}")
+    return recorded
 
 
 def check_checkpoint_model(
@@ -120,6 +162,9 @@ def check_checkpoint_model(
         ) from None
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {name} refused: its model config is invalid ({exc}); {_FIX}") from None
+    problem = _data_mismatch(checkpoint, config)
+    if problem:
+        raise CheckpointError(f"checkpoint {name} refused: {problem}; {_FIX}")
     expected = {
         key: tuple(value.shape) for key, value in meta_model(checkpoint["model_name"], config).state_dict().items()
     }
@@ -133,6 +178,25 @@ def check_checkpoint_model(
                 f"checkpoint {name} refused: its {part} does not fit its {checkpoint['model_name']} "
                 f"model config ({problem}); {_FIX}"
             )
+
+
+def _data_mismatch(checkpoint: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """What keeps ``checkpoint``'s recorded image size and class names from fitting its model ``config``; None if nothing."""
+    size = checkpoint.get("image_size")
+    model_size = config.get("image_size", DEFAULT_IMAGE_SIZE)
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size != model_size):
+        return f"it records image_size {size!r}, but its model takes {model_size} px images"
+    names = checkpoint_class_names(checkpoint)
+    if names is None:
+        return None
+    classes = config.get("num_classes", 10)
+    if not all(isinstance(item, str) and item for item in names):
+        return "its class_names are not all non-empty strings"
+    if len(names) != classes:
+        return f"it records {len(names)} class names for a model of {classes} classes"
+    if len(set(names)) != len(names):
+        return "its class_names repeat a name"
+    return None
 
 
 def _state_mismatch(state: Any, expected: dict[str, tuple[int, ...]]) -> str | None:

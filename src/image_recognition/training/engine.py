@@ -32,6 +32,7 @@ from image_recognition.common.device import (
 )
 from image_recognition.common.progress import JobProgress
 from image_recognition.models import CONVNET_NAMES
+from image_recognition.models.sizes import DEFAULT_IMAGE_SIZE, check_images_fit
 from image_recognition.sources.tensors import Normalizer
 from image_recognition.training.augment.strong import soft_target_cross_entropy
 from image_recognition.training.batches import Batches, EpochBatches
@@ -105,6 +106,7 @@ def setup(
     channels_last = use_channels_last(config.channels_last, device, model_name in CONVNET_NAMES)
     num_classes = int(model_config.get("num_classes", 10))
     batches = Batches(config, splits, normalize, device, group, channels_last, num_classes)
+    check_images_fit(model_name, int(model_config.get("image_size", DEFAULT_IMAGE_SIZE)), batches.train_x.shape)
     model = seeded_model(model_name, model_config, config, batches, group)
     optimizer = build_optimizer(model, config, use_fused_optimizer(config.fused_optimizer, device))
     scheduler = build_scheduler(optimizer, batches.steps_per_epoch * config.epochs, config)

@@ -18,7 +18,13 @@ import torch
 
 from image_recognition.common.errors import ParameterError
 from image_recognition.common.params import config_to_dict
-from image_recognition.training.checkpoint import CHECKPOINT_FORMAT, clean_state_dict, load_checkpoint, to_cpu
+from image_recognition.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    checkpoint_image_size,
+    clean_state_dict,
+    load_checkpoint,
+    to_cpu,
+)
 from image_recognition.training.state import TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -38,6 +44,7 @@ def checkpoint_state(run: TrainingRun, epochs_done: int) -> dict[str, Any]:
         "format": CHECKPOINT_FORMAT,
         "model_name": run.model_name,
         "model_config": dict(run.model_config),
+        "image_size": checkpoint_image_size({"model_config": run.model_config}),
         "training_config": config_to_dict(run.config),
         "model_state": clean_state_dict(run.model.state_dict()),
         "ema_state": clean_state_dict(run.ema.state_dict()) if run.ema else None,
