@@ -66,10 +66,10 @@ def kedro_pipeline():
             pool="gpu",
             queue="default",
         ),
-        "fetch-cifar10-node": kedro_task(
-            "fetch-cifar10-node",
+        "fetch-dataset-node": kedro_task(
+            "fetch-dataset-node",
             [
-                "fetch_cifar10_node",
+                "fetch_dataset_node",
             ],
         ),
         "simple-cnn-train-model-node": kedro_task(
@@ -92,12 +92,12 @@ def kedro_pipeline():
             pool="gpu",
             queue="default",
         ),
-        "decode-cifar10-to-build-data-report": kedro_task(
-            "decode-cifar10-to-build-data-report",
+        "decode-dataset-to-build-data-report": kedro_task(
+            "decode-dataset-to-build-data-report",
             [
-                "decode_cifar10_node",
-                "validate_cifar10_node",
-                "split_cifar10_node",
+                "decode_dataset_node",
+                "validate_dataset_node",
+                "split_dataset_node",
                 "build_data_report_node",
             ],
         ),
@@ -141,21 +141,21 @@ def kedro_pipeline():
         ),
     }
     dependencies = [
-        ("decode-cifar10-to-build-data-report", "cnn-train-model-node"),
+        ("decode-dataset-to-build-data-report", "cnn-train-model-node"),
         ("compute-normalization-node", "cnn-train-model-node"),
-        ("decode-cifar10-to-build-data-report", "simple-cnn-train-model-node"),
+        ("decode-dataset-to-build-data-report", "simple-cnn-train-model-node"),
         ("compute-normalization-node", "simple-cnn-train-model-node"),
-        ("decode-cifar10-to-build-data-report", "vit-train-model-node"),
+        ("decode-dataset-to-build-data-report", "vit-train-model-node"),
         ("compute-normalization-node", "vit-train-model-node"),
-        ("fetch-cifar10-node", "decode-cifar10-to-build-data-report"),
-        ("decode-cifar10-to-build-data-report", "compute-normalization-node"),
-        ("decode-cifar10-to-build-data-report", "cnn-evaluate-model-node"),
+        ("fetch-dataset-node", "decode-dataset-to-build-data-report"),
+        ("decode-dataset-to-build-data-report", "compute-normalization-node"),
+        ("decode-dataset-to-build-data-report", "cnn-evaluate-model-node"),
         ("cnn-train-model-node", "cnn-evaluate-model-node"),
-        ("decode-cifar10-to-build-data-report", "simple-cnn-evaluate-model-node"),
+        ("decode-dataset-to-build-data-report", "simple-cnn-evaluate-model-node"),
         ("simple-cnn-train-model-node", "simple-cnn-evaluate-model-node"),
-        ("decode-cifar10-to-build-data-report", "vit-evaluate-model-node"),
+        ("decode-dataset-to-build-data-report", "vit-evaluate-model-node"),
         ("vit-train-model-node", "vit-evaluate-model-node"),
-        ("decode-cifar10-to-build-data-report", "gather-results-to-render-report"),
+        ("decode-dataset-to-build-data-report", "gather-results-to-render-report"),
         ("cnn-evaluate-model-node", "gather-results-to-render-report"),
         ("simple-cnn-evaluate-model-node", "gather-results-to-render-report"),
         ("vit-evaluate-model-node", "gather-results-to-render-report"),

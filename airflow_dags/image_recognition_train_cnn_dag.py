@@ -66,18 +66,18 @@ def kedro_pipeline():
             pool="gpu",
             queue="default",
         ),
-        "fetch-cifar10-node": kedro_task(
-            "fetch-cifar10-node",
+        "fetch-dataset-node": kedro_task(
+            "fetch-dataset-node",
             [
-                "fetch_cifar10_node",
+                "fetch_dataset_node",
             ],
         ),
-        "decode-cifar10-to-build-data-report": kedro_task(
-            "decode-cifar10-to-build-data-report",
+        "decode-dataset-to-build-data-report": kedro_task(
+            "decode-dataset-to-build-data-report",
             [
-                "decode_cifar10_node",
-                "validate_cifar10_node",
-                "split_cifar10_node",
+                "decode_dataset_node",
+                "validate_dataset_node",
+                "split_dataset_node",
                 "build_data_report_node",
             ],
         ),
@@ -89,10 +89,10 @@ def kedro_pipeline():
         ),
     }
     dependencies = [
-        ("decode-cifar10-to-build-data-report", "cnn-train-model-node"),
+        ("decode-dataset-to-build-data-report", "cnn-train-model-node"),
         ("compute-normalization-node", "cnn-train-model-node"),
-        ("fetch-cifar10-node", "decode-cifar10-to-build-data-report"),
-        ("decode-cifar10-to-build-data-report", "compute-normalization-node"),
+        ("fetch-dataset-node", "decode-dataset-to-build-data-report"),
+        ("decode-dataset-to-build-data-report", "compute-normalization-node"),
     ]
     for upstream, downstream in dependencies:
         tasks[upstream] >> tasks[downstream]

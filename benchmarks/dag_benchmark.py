@@ -64,7 +64,7 @@ def kedro_command(args: argparse.Namespace) -> list[str]:
     if args.archive:
         archive = Path(args.archive).resolve()
         md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-        params.insert(0, f"cifar10.source.url={archive.as_uri()},cifar10.source.md5={md5}")
+        params.insert(0, f"dataset.source.url={archive.as_uri()},dataset.source.md5={md5}")
     if params:
         command += ["--params", ",".join(params)]
     return command

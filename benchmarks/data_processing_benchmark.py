@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/data_processing.json"))
     args = parser.parse_args()
-    params = f"cifar10.source.url={args.url},cifar10.source.md5={args.md5}"
+    params = f"dataset.source.url={args.url},dataset.source.md5={args.md5}"
     kedro_run(params)  # places the verified archive in data/01_raw
     walls = [kedro_run(params) for _ in range(args.runs)]
     # ru_maxrss of children is the peak of the largest child, in KiB on Linux.

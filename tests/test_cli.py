@@ -272,7 +272,7 @@ def test_params_without_an_environment_follows_the_hardware(in_project, monkeypa
 def test_params_of_an_unknown_name_or_a_bad_recipe_is_one_error_line(in_project):
     result = CliRunner().invoke(cli, ["params", "resnet", "--env", "cpu"])
     assert result.exit_code == 1 and result.stdout == ""
-    assert "no parameters named 'resnet'; the names are cifar10, cnn, evaluation" in result.stderr
+    assert "no parameters named 'resnet'; the names are cnn, dataset, evaluation" in result.stderr
     (in_project.root / "conf/local/parameters.yml").write_text("cnn:\n  training:\n    epochs: 0\n")
     result = CliRunner().invoke(cli, ["params", "cnn", "--env", "local"])
     assert result.exit_code == 1 and result.stdout == ""

@@ -126,7 +126,7 @@ def test_kedro_viz_shows_every_pipeline_with_previews(demo):
     modular = {n["name"] for n in main["nodes"] if n["type"] == "modularPipeline"}
     assert modular >= set(MODELS)  # training and evaluation collapse per model
     tasks = {n["full_name"] for n in main["nodes"] if n["type"] == "task"}
-    assert {"fetch_cifar10_node", "cnn.train_model_node", "vit.evaluate_model_node", "render_report_node"} <= tasks
+    assert {"fetch_dataset_node", "cnn.train_model_node", "vit.evaluate_model_node", "render_report_node"} <= tasks
     ids = {n.get("full_name") or n["name"]: n["id"] for n in main["nodes"] if n["type"] == "data"}
     previews = {}
     for name in [
@@ -165,7 +165,7 @@ def test_exploration_notebook_runs_headless(demo):
 
 
 def test_record_mode_trains_on_every_training_image_and_still_reports(tmp_path):
-    """``cifar10.validation_size: 0``: no validation split or curves; evaluation and report unchanged."""
+    """``dataset.validation_size: 0``: no validation split or curves; evaluation and report unchanged."""
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
@@ -173,7 +173,7 @@ def test_record_mode_trains_on_every_training_image_and_still_reports(tmp_path):
     (root / "conf" / "local").mkdir(exist_ok=True)
     (root / "src").mkdir()
     project = Project(root)
-    result = project.kedro("run", "--env=demo", "--params", f"cifar10.validation_size=0,{SHORT_TRAINING}")
+    result = project.kedro("run", "--env=demo", "--params", f"dataset.validation_size=0,{SHORT_TRAINING}")
     assert result.returncode == 0, result.stderr[-4000:]
     reporting = root / "data/demo/08_reporting"
     data_report = json.loads(next((reporting / "data_report.json").glob("*/data_report.json")).read_text())

@@ -108,7 +108,7 @@ def test_tasks_are_grouped_for_deep_learning(dagbag, kedro_project):
     registered, _ = kedro_project
     dag = dag_of(dagbag, "__default__")
     task_of = _tasks_by_node(dag)
-    assert task_of["decode_cifar10_node"] == task_of["validate_cifar10_node"] == task_of["split_cifar10_node"]
+    assert task_of["decode_dataset_node"] == task_of["validate_dataset_node"] == task_of["split_dataset_node"]
     for model in ("simple_cnn", "cnn", "vit"):
         training = dag.get_task(task_of[f"{model}.train_model_node"])
         assert list(training.op_args) == [f"{model}.check_training_params_node", f"{model}.train_model_node"]

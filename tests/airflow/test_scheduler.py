@@ -253,8 +253,8 @@ def demo_catalog(project: Path):
 
 def test_the_scheduler_runs_each_task_in_a_process_of_its_own(deployment, dag_run):
     assert set(dag_run) == {
-        "fetch-cifar10-node",
-        "decode-cifar10-to-build-data-report",
+        "fetch-dataset-node",
+        "decode-dataset-to-build-data-report",
         "compute-normalization-node",
         "vit-train-model-node",
     }
@@ -275,7 +275,7 @@ def test_the_tasks_hand_over_data_through_the_bucket_at_the_versions_in_their_xc
     task_versions = {task: set(saved.values()) for task, saved in pushed.items() if saved}
     assert all(len(versions) == 1 for versions in task_versions.values()), pushed
     assert len({next(iter(v)) for v in task_versions.values()}) == len(task_versions), pushed
-    assert {"vit.checkpoint", "vit.training_history", "cifar10_train", "normalization_stats"} <= {
+    assert {"vit.checkpoint", "vit.training_history", "dataset_train", "normalization_stats"} <= {
         name for saved in pushed.values() for name in saved
     }
 

@@ -46,7 +46,7 @@ def test_extra_params_join_the_archive_source_in_one_params_option(dag_benchmark
     command = dag_benchmark["kedro_command"](args)
     assert command[3:5] == ["run", "--params"]
     assert command[5] == (
-        f"cifar10.source.url={archive.as_uri()},cifar10.source.md5=2c15c45fc9f915a427352349fdc374c2,"
+        f"dataset.source.url={archive.as_uri()},dataset.source.md5=2c15c45fc9f915a427352349fdc374c2,"
         "cnn.training.epochs=2"
     )
 

@@ -68,15 +68,15 @@ def test_a_task_loads_the_versions_of_its_own_dag_run(train_vit_run, monkeypatch
     """A newer version written meanwhile (another run) is not read: inputs are pinned by XCom.
 
     Runs the normalisation task directly, as Airflow would, with the XCom of
-    the data task of the finished run; a decoy newer ``cifar10_train`` that is
+    the data task of the finished run; a decoy newer ``dataset_train`` that is
     not even a valid file would break the task were it loaded.
     """
     import airflow.sdk  # noqa: PLC0415
 
     project, _ = train_vit_run
-    splits = project / "data" / "demo" / "05_model_input" / "cifar10_train.npz"
+    splits = project / "data" / "demo" / "05_model_input" / "dataset_train.npz"
     (run_version,) = versions(splits)
-    decoy = splits / "9999-01-01T00.00.00.000Z" / "cifar10_train.npz"
+    decoy = splits / "9999-01-01T00.00.00.000Z" / "dataset_train.npz"
     decoy.parent.mkdir()
     decoy.write_bytes(b"not an npz: written by some other run")
 
@@ -93,14 +93,14 @@ def test_a_task_loads_the_versions_of_its_own_dag_run(train_vit_run, monkeypatch
         return {"params": {"kedro_env": "demo"}, "ti": TaskInstance(pushed)}
 
     monkeypatch.setenv(project_path_variable("image_recognition"), str(project))
-    pushed = {"decode-cifar10-to-build-data-report": {"cifar10_train": run_version, "cifar10_test": run_version}}
+    pushed = {"decode-dataset-to-build-data-report": {"dataset_train": run_version, "dataset_test": run_version}}
     monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: context(pushed))
     saved = run_kedro_nodes("image_recognition", "train_vit", ["compute_normalization_node"])
     assert list(saved) == ["normalization_stats"]
 
     # Control: without the pin the decoy, as the latest version, is what Kedro loads.
     monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: context({}))
-    with pytest.raises(Exception, match="cifar10_train"):
+    with pytest.raises(Exception, match="dataset_train"):
         run_kedro_nodes("image_recognition", "train_vit", ["compute_normalization_node"])
     shutil.rmtree(decoy.parent)
 
@@ -115,17 +115,17 @@ def test_a_node_that_raises_fails_its_task_and_the_run_after_the_configured_retr
         assert task.retries >= 1
         task.retries, task.retry_delay = 1, timedelta(0)
     missing = tmp_path / "no-such-archive.tar.gz"
-    bad_source = {"cifar10": {"source": {"url": missing.as_uri(), "md5": "0" * 32}}}
+    bad_source = {"dataset": {"source": {"url": missing.as_uri(), "md5": "0" * 32}}}
 
     dag_run = dag.test(run_conf={"kedro_env": "demo", "kedro_params": bad_source})
 
     tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
     assert dag_run.state == "failed"
-    assert tis["fetch-cifar10-node"].state == "failed"
-    assert tis["fetch-cifar10-node"].try_number == 2  # the first try and one retry
+    assert tis["fetch-dataset-node"].state == "failed"
+    assert tis["fetch-dataset-node"].try_number == 2  # the first try and one retry
     assert tis["vit-train-model-node"].state == "upstream_failed"
     log = capfd.readouterr()
     output = log.out + log.err
-    assert "fetch_cifar10_node" in output
+    assert "fetch_dataset_node" in output
     assert str(missing) in output  # the node's own error message, in the task's log
     assert not (project / "data" / "demo" / "05_model_input").exists()

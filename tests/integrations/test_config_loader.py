@@ -115,13 +115,13 @@ def test_sessions_resolve_through_the_project_settings(fake_cuda, monkeypatch, k
 
 @pytest.mark.parametrize("env", [None, "cpu", "base"])
 def test_params_for_a_block_the_environment_lacks_keep_the_rest_of_it(fake_cuda, env):
-    """``--params cifar10.validation_size=0`` changes one key; conf/cpu has no cifar10 block to replace base's."""
+    """``--params dataset.validation_size=0`` changes one key; conf/cpu has no dataset block to replace base's."""
     fake_cuda(False)
-    runtime = {"cifar10": {"validation_size": 0}}
+    runtime = {"dataset": {"validation_size": 0}}
     loader = HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", env=env, runtime_params=runtime, **CONFIG_LOADER_ARGS)
-    cifar10 = loader["parameters"]["cifar10"]
-    assert cifar10["validation_size"] == 0
-    assert cifar10["source"]["md5"] and cifar10["expected_sizes"] == {"train": 50000, "test": 10000}
+    dataset = loader["parameters"]["dataset"]
+    assert dataset["validation_size"] == 0
+    assert dataset["kind"] == "cifar10" and dataset["seed"] == 42 and dataset["duplicates"] == "warn"
 
 
 @pytest.mark.parametrize("env", [None, "demo"])
@@ -134,11 +134,11 @@ def test_data_root_at_run_time_moves_every_layer_but_the_scratch_files(fake_cuda
     filepaths = [path for path in filepaths if path]
     assert filepaths and all(path.startswith("s3://bucket/prefix/") for path in filepaths), filepaths
     parameters = loader["parameters"]
-    assert parameters["cifar10"]["cache_dir"] == "s3://bucket/prefix/01_raw"
+    assert parameters["dataset"]["cache_dir"] == "s3://bucket/prefix/01_raw"
     scratch = "data/demo" if env == "demo" else "data"
     assert parameters["vit"]["scratch_dir"] == f"{scratch}/06_models/vit/scratch"
     default = HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", env=env, **CONFIG_LOADER_ARGS)
-    assert default["parameters"]["cifar10"]["cache_dir"] == f"{scratch}/01_raw"
+    assert default["parameters"]["dataset"]["cache_dir"] == f"{scratch}/01_raw"
 
 
 def validated(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -75,10 +75,10 @@ def test_a_read_only_store_folder_still_gives_distinct_versions_with_a_warning(t
 
 
 def _fetch_in_a_session(project, archive) -> str:
-    """Run the fetch node (it saves ``cifar10_archive``) in a new session; return the session's id."""
-    params = {"cifar10": {"source": {"url": archive.url, "md5": archive.md5}}}
+    """Run the fetch node (it saves ``dataset_source``) in a new session; return the session's id."""
+    params = {"dataset": {"source": {"url": archive.url, "md5": archive.md5}}}
     with KedroSession.create(project_path=project.root, runtime_params=params) as session:
-        session.run(pipeline_names=["data_processing"], node_names=["fetch_cifar10_node"])
+        session.run(pipeline_names=["data_processing"], node_names=["fetch_dataset_node"])
         return session.store["session_id"]
 
 
@@ -94,7 +94,7 @@ def test_two_runs_started_in_one_millisecond_both_save(in_project, synthetic_arc
     second = _fetch_in_a_session(in_project, synthetic_archive)
 
     assert first != second
-    folder = in_project.root / "data/01_raw/cifar10_archive.json"
+    folder = in_project.root / "data/01_raw/dataset_source.json"
     assert sorted(p.name for p in folder.iterdir()) == sorted([first, second])  # each run's id is its save version
 
 
@@ -108,7 +108,7 @@ def test_a_run_that_clashes_anyway_fails_and_leaves_the_first_runs_outputs(
         _fetch_in_a_session(in_project, synthetic_archive)
 
     saved = AtomicJSONDataset(
-        filepath=str(in_project.root / "data/01_raw/cifar10_archive.json"), version=Version(None, None)
+        filepath=str(in_project.root / "data/01_raw/dataset_source.json"), version=Version(None, None)
     )
     assert saved.list_versions(full_path=False) == [first] == [one_millisecond]
     assert saved.load()["md5"] == synthetic_archive.md5

@@ -353,28 +353,28 @@ def test_kedro_mlflow_logs_the_parameters_and_run_tags_without_credentials(monke
     run_params = {
         **dict.fromkeys(["tags", "node_names", "from_nodes", "to_nodes", "from_inputs", "load_versions"]),
         "pipeline_names": ["data_processing"],
-        "runtime_params": {"cifar10": params},  # --params cifar10.source.url=...
+        "runtime_params": {"dataset": params},  # --params dataset.source.url=...
     }
     received = {}
     pipeline = Pipeline(
         [
-            Node(lambda p: received.setdefault("params", p), "params:cifar10", "a", name="a"),
-            Node(lambda u: received.setdefault("url", u), "params:cifar10.source.url", "b", name="b"),
+            Node(lambda p: received.setdefault("params", p), "params:dataset", "a", name="a"),
+            Node(lambda u: received.setdefault("url", u), "params:dataset.source.url", "b", name="b"),
             Node(lambda p: received.setdefault("all", p), "parameters", "c", name="c"),
         ]
     )
     catalog = DataCatalog(
         {
-            "params:cifar10": MemoryDataset(params),
-            "params:cifar10.source.url": MemoryDataset(url),
-            "parameters": MemoryDataset({"cifar10": params}),
+            "params:dataset": MemoryDataset(params),
+            "params:dataset.source.url": MemoryDataset(url),
+            "parameters": MemoryDataset({"dataset": params}),
         }
     )
     hooks.hook.before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
     SequentialRunner().run(pipeline, catalog, hooks)
 
-    assert received["params"]["source"]["url"] == received["url"] == received["all"]["cifar10"]["source"]["url"] == url
-    assert logged["param cifar10.source.url"] == logged["param parameters.cifar10.source.url"] == clean
+    assert received["params"]["source"]["url"] == received["url"] == received["all"]["dataset"]["source"]["url"] == url
+    assert logged["param dataset.source.url"] == logged["param parameters.dataset.source.url"] == clean
     assert clean in logged["tag runtime_params"]
     for key, value in logged.items():
         assert not any(secret in value for secret in SOURCE_SECRETS), f"{key} = {value}"
@@ -385,14 +385,14 @@ def test_a_tracked_run_keeps_the_credentials_of_its_source_out_of_everything(tmp
     project = make_project(tmp_path / "project")
     url, clean = presigned(synthetic_archive)
     params = (
-        f"cifar10.source.url={url},cifar10.source.md5={synthetic_archive.md5},"
-        "cifar10.expected_sizes.train=1000,cifar10.expected_sizes.test=200,cifar10.validation_size=100"
+        f"dataset.source.url={url},dataset.source.md5={synthetic_archive.md5},"
+        "dataset.expected_sizes.train=1000,dataset.expected_sizes.test=200,dataset.validation_size=100"
     )
     result = project.kedro("run", "--env=demo", "--pipelines=data_processing", "--params", params, env=TRACKED)
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"fetching {clean}" in result.stdout + result.stderr  # the fetch log line, without the credentials
     (run,) = runs_of(project)
-    assert run.data.params["cifar10.source.url"] == clean
+    assert run.data.params["dataset.source.url"] == clean
     assert clean in run.data.tags["runtime_params"]
     saved = [project.root / name for name in project.data_files()]
     assert any(path.name == "data_report.json" for path in saved)

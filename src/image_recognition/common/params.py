@@ -22,6 +22,7 @@ ConfigT = TypeVar("ConfigT")
 # The conf/base file holding each top-level parameter key. A model's own key
 # (``cnn.model``, ``vit.training``, ...) is in parameters_train_<model>.yml.
 PARAMETER_FILES = {
+    "dataset": "parameters_data_processing.yml",
     "cifar10": "parameters_data_processing.yml",
     "evaluation": "parameters_evaluation.yml",
     "predict": "parameters_predict.yml",

@@ -86,8 +86,8 @@ class HardwareAwareConfigLoader(OmegaConfigLoader):
         only what it changes (``settings.py``). One difference from Kedro:
         ``--params`` values are merged into each layer's own top-level keys
         only. Kedro merges them into a layer whole, so ``--params
-        cifar10.validation_size=0`` with ``--env=cpu`` (whose files have no
-        ``cifar10`` block) made a ``cifar10`` block of that one key, which a
+        dataset.validation_size=0`` with ``--env=cpu`` (whose files have no
+        ``dataset`` block) made a ``dataset`` block of that one key, which a
         destructive merge would put in place of all of base's.
         """
         patterns = [*self.config_patterns[key]]

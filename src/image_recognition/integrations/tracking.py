@@ -144,8 +144,8 @@ def history_series(history: Any, model: str) -> Iterator[tuple[str, float, int]]
 class RedactUrlsHook:
     """The credentials of every URL out of what kedro-mlflow logs: the run's parameters and tags.
 
-    kedro-mlflow logs each parameter a node takes (``params:cifar10`` as
-    ``cifar10.source.url``) and sets a tag of every run parameter
+    kedro-mlflow logs each parameter a node takes (``params:dataset`` as
+    ``dataset.source.url``) and sets a tag of every run parameter
     (``runtime_params``: the ``--params`` of the run, or an Airflow DAG run's
     ``kedro_params``). These implementations run first (``tryfirst``; kedro-mlflow's
     do not) and put a redacted copy in place in the dicts every hook shares:

@@ -6,11 +6,13 @@ naming the problem, and leave nothing in data/ that a later run would trust.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
+from image_recognition.sources.synthetic_folder import write_image_folder
 from tests.helpers import ARCHIVE_CASES, DATA_OUTPUTS, Archive, bad_archive, source_params
 
 pytestmark = pytest.mark.slow  # every test here runs `kedro run` in a subprocess
@@ -44,11 +46,11 @@ def test_demo_environment_generates_its_own_archive(project):
     result = project.kedro("run", "--env=demo", "--pipeline=data_processing")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (project.root / "data/demo/01_raw/synthetic-cifar-10-python.tar.gz").is_file()
-    assert len(versions(project.root, "demo/05_model_input/cifar10_train.npz")) == 1
+    assert len(versions(project.root, "demo/05_model_input/dataset_train.npz")) == 1
     assert not (project.root / "data/05_model_input").exists()
 
 
-SMALL = {"cifar10.expected_sizes.train": 20, "cifar10.expected_sizes.test": 4, "cifar10.validation_size": 10}
+SMALL = {"dataset.expected_sizes.train": 20, "dataset.expected_sizes.test": 4, "dataset.validation_size": 10}
 
 
 def assert_clean_failure(result, pattern: str, project, archive_was_good: bool = False) -> None:
@@ -80,8 +82,11 @@ def test_md5_mismatch_fails_cleanly(project, synthetic_archive):
 @pytest.mark.parametrize(
     ("override", "pattern"),
     [
-        ({"cifar10.validaton_size": 10}, r"ParameterError: unknown parameter\(s\) cifar10.validaton_size"),
-        ({"cifar10.validation_size": 1000}, "ParameterError: cifar10.validation_size=1000 leaves no training images"),
+        ({"dataset.validaton_size": 10}, r"ParameterError: unknown parameter\(s\) dataset.validaton_size"),
+        (
+            {"dataset.validation_size": 1000},
+            "ParameterError: parameter dataset.validation_size is 1000, which leaves no training images",
+        ),
     ],
 )
 def test_invalid_parameters_fail_cleanly(project, synthetic_archive, override, pattern):
@@ -89,3 +94,73 @@ def test_invalid_parameters_fail_cleanly(project, synthetic_archive, override, p
         "run", "--pipeline=data_processing", "--params", source_params(synthetic_archive, **override)
     )
     assert_clean_failure(result, pattern, project, archive_was_good="leaves no" in pattern)
+
+
+def _folder_params(folder: Path, **extra: object) -> str:
+    values = {"dataset.kind": "image_folder", "dataset.source.url": folder.as_uri(), "dataset.validation_size": 0.2}
+    return ",".join(f"{key}={value}" for key, value in {**values, **extra}.items())
+
+
+def _break_folder(root: Path, rule: str, outside: Path) -> dict[str, object]:
+    """Break the generated folder at ``root`` by ``rule``; return the extra parameters the run needs."""
+    train = root / "train"
+    if rule == "undecodable":
+        (train / "00_red_circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+        (train / "01_green_square" / "notes.jpg").write_bytes(b"plain text")
+    elif rule == "empty_class":
+        (train / "empty").mkdir()
+        (train / "empty" / "readme.txt").write_text("no images here")
+    elif rule == "one_class":
+        for folder in sorted(train.iterdir())[1:]:
+            for file in folder.iterdir():
+                file.unlink()
+            folder.rmdir()
+    elif rule == "test_class_missing":
+        (root / "test" / "zebra").mkdir()
+        next((root / "test" / "00_red_circle").iterdir()).rename(root / "test" / "zebra" / "z.png")
+    elif rule == "symlink_outside":
+        outside.mkdir()
+        target = next((train / "00_red_circle").iterdir())
+        (outside / target.name).write_bytes(target.read_bytes())
+        (train / "00_red_circle" / "linked.png").symlink_to(outside / target.name)
+    elif rule == "duplicates":
+        image = next((train / "00_red_circle").iterdir())
+        (root / "test" / "00_red_circle" / "copy.png").write_bytes(image.read_bytes())
+        return {"dataset.duplicates": "error"}
+    return {}
+
+
+# Each rule for an image folder's content, and the one error line it must give.
+FOLDER_RULES = {
+    "undecodable": r"BadImagesError: 2 image files in the image folder cannot be decoded",
+    "empty_class": r"ImageFolderLayoutError: the class folder .*empty.* has no images",
+    "one_class": r"ImageFolderLayoutError: train/ in the image folder has 1 class folder",
+    "test_class_missing": r"ImageFolderLayoutError: test/ has class folders that train/ lacks: zebra",
+    "symlink_outside": r"ImageFolderLayoutError: .*linked.png: a symbolic link to .*, outside the image folder",
+    "duplicates": r"DataValidationError: exact duplicate images across the splits \(train-test: 1",
+}
+
+
+@pytest.mark.parametrize("rule", sorted(FOLDER_RULES))
+def test_each_bad_image_folder_rule_fails_cleanly(project, tmp_path, rule):
+    root = write_image_folder(tmp_path / "images", classes=3, train_per_class=6, test_per_class=2, formats=["PNG"])
+    extra = _break_folder(root, rule, tmp_path / "outside")
+    result = project.kedro("run", "--pipeline=data_processing", "--params", _folder_params(root, **extra))
+    assert_clean_failure(result, FOLDER_RULES[rule], project)
+    if rule == "undecodable":
+        assert "dataset.skip_bad_files: true" in result.stderr and "broken.png" in result.stderr
+
+
+def test_skipped_and_ignored_files_are_listed_in_the_data_report(project, tmp_path):
+    root = write_image_folder(tmp_path / "images", classes=3, train_per_class=6, test_per_class=0, formats=["JPEG"])
+    (root / "train" / "00_red_circle" / "broken.png").write_bytes(b"not an image")
+    (root / "train" / "00_red_circle" / ".DS_Store").write_bytes(b"finder")
+    params = _folder_params(root, **{"dataset.skip_bad_files": "true", "dataset.test_size": 3})
+    result = project.kedro("run", "--pipeline=data_processing", "--params", params)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (report_file,) = (project.root / "data/08_reporting/data_report.json").glob("*/data_report.json")
+    report = json.loads(report_file.read_text())
+    assert report["class_names"] == sorted(p.name for p in (root / "train").iterdir())
+    assert report["split"]["test_held_out"] is True and report["sizes"]["test"] == 3
+    assert "broken.png" in json.dumps(report["skipped"]) and ".DS_Store" in json.dumps(report["skipped"])
+    assert report["source"]["fingerprint"] and report["source"]["kind"] == "image_folder"

@@ -11,9 +11,9 @@ from image_recognition.datasets import NpzDataset
 from image_recognition.pipelines.data_processing import create_pipeline
 
 OUTPUTS = [
-    "cifar10_train",
-    "cifar10_validation",
-    "cifar10_test",
+    "dataset_train",
+    "dataset_validation",
+    "dataset_test",
     "normalization_stats",
     "data_report",
     "data_class_counts",
@@ -21,7 +21,7 @@ OUTPUTS = [
 
 
 @pytest.fixture
-def cifar10_params(tmp_path, synthetic_archive):
+def dataset_params(tmp_path, synthetic_archive):
     return {
         "source": {"url": synthetic_archive.url, "md5": synthetic_archive.md5},
         "cache_dir": str(tmp_path / "raw"),
@@ -31,21 +31,21 @@ def cifar10_params(tmp_path, synthetic_archive):
     }
 
 
-def test_pipeline_on_temporary_catalog(cifar10_params, tmp_path):
-    splits = {f"cifar10_{s}": NpzDataset(str(tmp_path / f"{s}.npz")) for s in ("train", "validation", "test")}
+def test_pipeline_on_temporary_catalog(dataset_params, tmp_path):
+    splits = {f"dataset_{s}": NpzDataset(str(tmp_path / f"{s}.npz")) for s in ("train", "validation", "test")}
     catalog = DataCatalog(
         {
-            "params:cifar10": MemoryDataset(cifar10_params),
+            "params:dataset": MemoryDataset(dataset_params),
             **splits,
             **{n: MemoryDataset() for n in OUTPUTS if n not in splits},
         }
     )
     free_outputs = SequentialRunner().run(create_pipeline(), catalog)
     assert set(free_outputs) == {"normalization_stats", "data_report", "data_class_counts"}
-    train, validation = catalog.load("cifar10_train"), catalog.load("cifar10_validation")
+    train, validation = catalog.load("dataset_train"), catalog.load("dataset_validation")
     assert train["images"].shape == (900, 3, 32, 32) and train["images"].dtype == np.uint8
     assert len(validation["labels"]) == 100
-    assert catalog.load("data_report")["source"]["md5"] == cifar10_params["source"]["md5"]
+    assert catalog.load("data_report")["source"]["md5"] == dataset_params["source"]["md5"]
     assert catalog.load("data_class_counts")["train"].sum() == 900
     stats = catalog.load("normalization_stats")
     assert len(stats["mean"]) == 3 and all(0 < s < 1 for s in stats["std"])
@@ -54,11 +54,11 @@ def test_pipeline_on_temporary_catalog(cifar10_params, tmp_path):
 def test_pipeline_structure():
     pipeline = create_pipeline()
     assert {n.name for n in pipeline.nodes} == {
-        "fetch_cifar10_node",
-        "decode_cifar10_node",
-        "validate_cifar10_node",
-        "split_cifar10_node",
+        "fetch_dataset_node",
+        "decode_dataset_node",
+        "validate_dataset_node",
+        "split_dataset_node",
         "build_data_report_node",
         "compute_normalization_node",
     }
-    assert pipeline.inputs() == {"params:cifar10"}
+    assert pipeline.inputs() == {"params:dataset"}

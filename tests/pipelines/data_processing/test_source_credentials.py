@@ -10,17 +10,17 @@ from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
 
 from image_recognition.pipelines.data_processing import create_pipeline
-from image_recognition.pipelines.data_processing.nodes import fetch_cifar10
+from image_recognition.pipelines.data_processing.nodes import fetch_dataset
 from image_recognition.sources.cifar10.fetch import FetchError
 from tests.helpers import PRESIGNED_QUERY, SOURCE_SECRETS, SOURCE_USERINFO, presigned
 
 OUTPUTS = [
-    "cifar10_archive",
-    "cifar10_decoded",
-    "cifar10_validated",
-    "cifar10_train",
-    "cifar10_validation",
-    "cifar10_test",
+    "dataset_source",
+    "dataset_decoded",
+    "dataset_validated",
+    "dataset_train",
+    "dataset_validation",
+    "dataset_test",
     "normalization_stats",
     "data_report",
     "data_class_counts",
@@ -39,10 +39,10 @@ def test_the_data_stage_records_and_logs_the_source_without_its_credentials(tmp_
     stale = tmp_path / "raw" / "cifar-10-python.tar.gz"  # a cached archive to replace: one more log line
     stale.parent.mkdir()
     stale.write_bytes(b"stale")
-    saved = {name: tmp_path / f"{name}.json" for name in ("cifar10_archive", "data_report")}  # as in the catalog
+    saved = {name: tmp_path / f"{name}.json" for name in ("dataset_source", "data_report")}  # as in the catalog
     catalog = DataCatalog(
         {
-            "params:cifar10": MemoryDataset(params),
+            "params:dataset": MemoryDataset(params),
             **{name: MemoryDataset() for name in OUTPUTS},
             **{name: JSONDataset(filepath=str(path)) for name, path in saved.items()},
         }
@@ -65,7 +65,7 @@ def test_the_offline_error_names_the_source_without_its_credentials(tmp_path, ca
         "download": {"retries": 1, "timeout_s": 5},
     }
     with caplog.at_level("INFO"), pytest.raises(FetchError, match=r"Offline\?") as failed:
-        fetch_cifar10(params)
+        fetch_dataset(params)
     assert "could not download http://127.0.0.1:9/cifar-10-python.tar.gz after 1 attempt" in str(failed.value)
     for text in (str(failed.value), caplog.text):
         assert not any(secret in text for secret in SOURCE_SECRETS), text

@@ -13,7 +13,7 @@ import torch
 from image_recognition.common import device
 from image_recognition.common.errors import ParameterError
 from image_recognition.models import build_model, validate_model_config
-from image_recognition.pipelines.evaluation.nodes import evaluate_model
+from image_recognition.pipelines.evaluation.nodes import _warn_if_trained_on_other_data, evaluate_model
 
 FAST = {"latency_repeats": 1, "throughput_batch_size": 4, "throughput_batches": 2, "batch_size": 16, "top_errors": 3}
 CLASSES = [f"class_{i}" for i in range(10)]
@@ -106,3 +106,12 @@ def test_evaluation_record_has_quality_cost_and_provenance(evaluated, evaluation
     assert json.loads(json.dumps(metrics)) == metrics  # storable as JSON
     assert len(evaluated["vit"]["errors"]) == 10
     assert evaluated["vit"]["per_class"]["support"].sum() == len(evaluation_inputs[0]["labels"])
+
+
+def test_a_checkpoint_from_another_image_folder_is_evaluated_with_a_warning(caplog):
+    report = {"source": {"md5": None, "fingerprint": "b" * 64}}
+    with caplog.at_level("WARNING"):
+        _warn_if_trained_on_other_data({"model_name": "cnn", "data": {"md5": None, "fingerprint": "b" * 64}}, report)
+        assert not caplog.messages
+        _warn_if_trained_on_other_data({"model_name": "cnn", "data": {"md5": None, "fingerprint": "a" * 64}}, report)
+    assert "cnn was trained on data fingerprint aaaa" in caplog.text

@@ -13,7 +13,7 @@ OUTPUTS = ["metrics", "per_class_metrics", "confusion_matrix", "reliability", "e
 
 def test_each_model_is_evaluated_in_its_namespace_on_the_shared_test_split():
     pipeline = create_pipeline("cnn")
-    assert pipeline.inputs() == {"cnn.checkpoint", "cifar10_test", "data_report", "params:evaluation"}
+    assert pipeline.inputs() == {"cnn.checkpoint", "dataset_test", "data_report", "params:evaluation"}
     assert pipeline.outputs() == {f"cnn.{name}" for name in OUTPUTS}
     assert [node.name for node in pipeline.nodes] == ["cnn.evaluate_model_node"]
     assert {"evaluation", "evaluate_cnn"} <= pipeline.nodes[0].tags
@@ -24,7 +24,7 @@ def test_a_run_on_a_memory_catalog_writes_the_models_metrics(evaluation_inputs):
     catalog = DataCatalog(
         {
             "simple_cnn.checkpoint": MemoryDataset(fake_checkpoint("simple_cnn")),
-            "cifar10_test": MemoryDataset(test),
+            "dataset_test": MemoryDataset(test),
             "data_report": MemoryDataset(report),
             "params:evaluation": MemoryDataset(params),
         }

@@ -27,5 +27,5 @@ def test_error_gallery_refuses_another_test_split(evaluated, evaluation_inputs):
     test, _, _ = evaluation_inputs
     assert plot_error_gallery(evaluated, test).data  # the split the models were evaluated on
     other = {"images": test["images"][::-1].copy(), "labels": test["labels"][::-1].copy()}
-    with pytest.raises(StaleTestSplitError, match="evaluated on another test split .*--load-versions=cifar10_test:"):
+    with pytest.raises(StaleTestSplitError, match="evaluated on another test split .*--load-versions=dataset_test:"):
         plot_error_gallery(evaluated, other)

@@ -12,7 +12,7 @@ from image_recognition.pipelines.reporting.pipeline import FIGURES, PART_DATASET
 
 def test_reporting_pipeline_with_only_one_trained_model(evaluated, evaluation_inputs, tmp_path):
     test, report, _ = evaluation_inputs
-    datasets = {"cifar10_test": MemoryDataset(test), "data_report": MemoryDataset(report)}
+    datasets = {"dataset_test": MemoryDataset(test), "data_report": MemoryDataset(report)}
     for model in ("simple_cnn", "cnn", "vit"):
         for part, name in PART_DATASETS.items():
             kind = OptionalJSONDataset if part == "metrics" else OptionalCSVDataset

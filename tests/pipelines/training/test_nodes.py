@@ -7,7 +7,7 @@ import math
 import pytest
 
 from image_recognition.common.errors import ParameterError
-from image_recognition.pipelines.training.nodes import check_training_params, train_model
+from image_recognition.pipelines.training.nodes import check_training_params, model_config_for_data, train_model
 
 
 @pytest.mark.parametrize(
@@ -82,8 +82,26 @@ def test_resume_refuses_a_checkpoint_trained_on_other_data(tmp_path, synthetic_d
     stats = {"mean": [0.5] * 3, "std": [0.25] * 3}
     checkpoint, _ = train_model(spec, split, split, stats, report, path)
     assert checkpoint["data"]["md5"] == "0" * 32
+    assert checkpoint["image_size"] == checkpoint["data"]["image_size"] == 32
+    assert checkpoint["class_names"] == synthetic_data.class_names
+    assert checkpoint["model_config"]["num_classes"] == 10
     resumed = dict(spec, training={**spec["training"], "resume": True})
     train_model(resumed, split, split, stats, report, path)  # same data: resumes
     other = {"mean": [0.4] * 3, "std": [0.25] * 3}
     with pytest.raises(ParameterError, match=r"cannot resume from .*scratch/[^/]+\.pt: it was trained on other data"):
         train_model(resumed, split, split, other, report, path)
+
+
+def test_the_model_takes_its_classes_and_image_size_from_the_data():
+    report = {"class_names": ["cat", "dog", "fox"], "image_size": 64}
+    assert model_config_for_data({"image_size": 32, "num_classes": 10, "depth": 2}, report) == {
+        "image_size": 64,
+        "num_classes": 3,
+        "depth": 2,
+    }
+    # A model config without an image size (or a data report from before sizes were recorded) gets the classes only.
+    assert model_config_for_data({"num_classes": 10}, report) == {"num_classes": 3}
+    assert model_config_for_data({"image_size": 32}, {"class_names": ["a", "b"]}) == {
+        "image_size": 32,
+        "num_classes": 2,
+    }

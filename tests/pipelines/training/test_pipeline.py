@@ -21,7 +21,7 @@ def test_registry_has_a_training_pipeline_per_model():
     assert {"data_processing", "train_simple_cnn", "train_cnn", "train_vit", "__default__"} <= set(pipelines)
     train_vit = pipelines["train_vit"]
     assert "vit.train_model_node" in {n.name for n in train_vit.nodes}
-    assert "fetch_cifar10_node" in {n.name for n in train_vit.nodes}  # no manual data step first
+    assert "fetch_dataset_node" in {n.name for n in train_vit.nodes}  # no manual data step first
     assert {"vit.checkpoint", "vit.training_history"} <= train_vit.all_outputs()
     assert not any(name.startswith("cnn.") for name in train_vit.all_outputs())
 
@@ -47,7 +47,7 @@ def test_invalid_training_parameters_fail_before_any_data_work(project):
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "epochs must be a positive integer, got 0" in errors[0], result.stderr[-2000:]
-    assert "Running node: fetch_cifar10_node" not in result.stdout + result.stderr
+    assert "Running node: fetch_dataset_node" not in result.stdout + result.stderr
     assert project.data_files() == []
 
 

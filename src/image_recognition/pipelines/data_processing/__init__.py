@@ -1,4 +1,4 @@
-"""Fetch, verify, decode, validate and split CIFAR-10."""
+"""Fetch, verify, decode, validate and split a data set: CIFAR-10, CIFAR-100 or a folder of labelled images."""
 
 from image_recognition.pipelines.data_processing.pipeline import create_pipeline
 

@@ -1,4 +1,4 @@
-"""Nodes of the ``data_processing`` pipeline: fetch, decode, validate, split, describe."""
+"""Nodes of the ``data_processing`` pipeline: fetch, decode, validate, split, describe, whatever the source."""
 
 from __future__ import annotations
 
@@ -13,39 +13,68 @@ import pandas as pd
 from image_recognition.common import storage
 from image_recognition.common.errors import DataValidationError, ParameterError
 from image_recognition.common.redact import redact_url
-from image_recognition.pipelines.data_processing.params import DataParams
-from image_recognition.sources.cifar10.archive import (
-    IMAGE_SHAPE,
-    NUM_CLASSES,
-    ArchiveError,
-    CIFAR10Arrays,
-    load_cifar10_archive,
-)
-from image_recognition.sources.cifar10.fetch import FetchError, fetch_verified, is_remote, md5_of
+from image_recognition.pipelines.data_processing.params import IMAGE_FOLDER, KINDS, DataParams, resolve_size
+from image_recognition.sources.cifar10.archive import ArchiveError, load_cifar_archive
+from image_recognition.sources.cifar10.fetch import FetchError, fetch_verified, is_remote, local_path, md5_of
 from image_recognition.sources.cifar10.split import channel_statistics, stratified_holdout
-from image_recognition.sources.cifar10.synthetic import make_synthetic_cifar10, write_cifar10_archive
+from image_recognition.sources.cifar10.synthetic import synthetic_archive
+from image_recognition.sources.decoded import DecodedImages
+from image_recognition.sources.image_folder import find_duplicates, read_image_folder
 
 logger = logging.getLogger(__name__)
 
 
-def fetch_cifar10(params: dict[str, Any]) -> dict[str, Any]:
-    """Make sure a verified CIFAR-10 archive is in ``cifar10.cache_dir``; describe it.
+def fetch_dataset(params: dict[str, Any]) -> dict[str, Any]:
+    """Make sure the data set's source is in place and verified; describe it.
 
-    An archive already in place whose md5 matches is reused as it is: nothing is
-    downloaded again. Otherwise the source (http(s), ``file://``, a path, or
-    ``synthetic://`` for generated data) is fetched to a temporary file that is
-    moved into place only once its md5 matches. A cache on object storage
-    (``cache_dir`` under an ``s3://`` data root) is checked and filled the same
-    way through a local temporary copy, uploaded in one write once verified.
-    The description names the source without its credentials (``redact.py``).
+    A CIFAR archive already in ``dataset.cache_dir`` whose md5 matches is
+    reused as it is: nothing is downloaded again. Otherwise the source (http(s),
+    ``file://``, a path, or ``synthetic://`` for generated data) is fetched to a
+    temporary file that is moved into place only once its md5 matches. A cache
+    on object storage (``cache_dir`` under an ``s3://`` data root) is checked
+    and filled the same way through a local temporary copy, uploaded in one
+    write once verified. An image folder (or its ``.zip``/``.tar.gz``) is read
+    where it is. The description names the source without its credentials
+    (``redact.py``).
     """
     config = DataParams.from_dict(params)
+    if config.kind == IMAGE_FOLDER:
+        return _describe_image_folder(config)
     source = config.source
     if not storage.is_local(config.cache_dir):
-        return _fetch_to_store(config)
+        return {**_fetch_to_store(config), "kind": config.kind}
     target = storage.local_path(config.cache_dir) / source.archive_name
     md5 = _ensure_archive(target, config)
-    return {"url": redact_url(source.url), "md5": md5, "path": target.as_posix(), "size_bytes": target.stat().st_size}
+    return {
+        "kind": config.kind,
+        "url": redact_url(source.url),
+        "md5": md5,
+        "path": target.as_posix(),
+        "size_bytes": target.stat().st_size,
+    }
+
+
+def _describe_image_folder(config: DataParams) -> dict[str, Any]:
+    """The image folder or archive named by ``dataset.source.url``, checked to exist (and its md5, if given)."""
+    url = config.source.url
+    if is_remote(url) or not storage.is_local(url):
+        raise ParameterError(
+            f"dataset.source.url={redact_url(url)}: reading an image folder from a remote URL is not supported yet; "
+            "copy the folder (or its .zip/.tar.gz) to this machine and pass its path or file:// URL"
+        )
+    path = local_path(url).absolute()
+    if not path.exists():
+        raise FetchError(f"image folder {path} does not exist; fix dataset.source.url")
+    md5 = None
+    if path.is_file() and config.source.md5:
+        md5 = md5_of(path)
+        if md5 != config.source.md5.lower():
+            raise FetchError(
+                f"checksum mismatch for {path}: expected {config.source.md5.lower()}, got {md5}; "
+                "fix dataset.source.md5 or the archive"
+            )
+    size = path.stat().st_size if path.is_file() else None
+    return {"kind": config.kind, "url": redact_url(url), "md5": md5, "path": path.as_posix(), "size_bytes": size}
 
 
 def _ensure_archive(target: Path, config: DataParams, where: str | None = None) -> str:
@@ -55,13 +84,13 @@ def _ensure_archive(target: Path, config: DataParams, where: str | None = None) 
     """
     source = config.source
     if source.is_synthetic:
-        return _ensure_synthetic_archive(target, source.synthetic_options())
+        return _ensure_synthetic_archive(target, source.synthetic_options(), config.kind)
     _ensure_fetched(source.url, source.md5.lower(), target, config, where)
     return source.md5.lower()
 
 
 def _fetch_to_store(config: DataParams) -> dict[str, Any]:
-    """:func:`fetch_cifar10` for a cache on a remote filesystem."""
+    """:func:`fetch_dataset` for a cache on a remote filesystem."""
     url = storage.join(config.cache_dir, config.source.archive_name)
     fs, path = storage.filesystem(url)
     stamp = path + ".md5"  # the synthetic archive's options and md5 (_ensure_synthetic_archive)
@@ -93,14 +122,15 @@ def _ensure_fetched(url: str, md5: str, target: Path, config: DataParams, where:
     except FetchError as exc:
         if not is_remote(url) or "checksum mismatch" in str(exc):
             raise
+        name = config.source.archive_name
         raise FetchError(
-            f"{exc}. Offline? Put the CIFAR-10 python archive at {where or target} (it is used when its md5 is {md5}), "
-            "or point the source at a mirror: kedro run --params "
-            '"cifar10.source.url=file:///path/to/cifar-10-python.tar.gz,cifar10.source.md5=<its md5>"'
+            f"{exc}. Offline? Put the {config.kind.upper().replace('CIFAR', 'CIFAR-')} python archive at {where or target} "
+            f"(it is used when its md5 is {md5}), or point the source at a mirror: kedro run --params "
+            f'"dataset.source.url=file:///path/to/{name},dataset.source.md5=<its md5>"'
         ) from exc
 
 
-def _ensure_synthetic_archive(target: Path, options: dict[str, int]) -> str:
+def _ensure_synthetic_archive(target: Path, options: dict[str, int], kind: str = "cifar10") -> str:
     """Generate the synthetic archive once; its bytes depend only on ``options``."""
     stamp = target.with_name(target.name + ".md5")
     expected_stamp = f"{options}"
@@ -110,100 +140,176 @@ def _ensure_synthetic_archive(target: Path, options: dict[str, int]) -> str:
             logger.info("Using synthetic archive %s (md5 %s)", target, recorded_md5.strip())
             return recorded_md5.strip()
     logger.info("Generating a synthetic CIFAR-format archive at %s with %s", target, options)
-    data = make_synthetic_cifar10(**options)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         scratch_path = Path(scratch) / target.name
-        md5 = write_cifar10_archive(data, scratch_path)
+        md5 = _write_synthetic_archive(kind, options, scratch_path)
         scratch_path.replace(target)
     stamp.write_text(f"{expected_stamp}\n{md5}\n")
     return md5
 
 
-def decode_cifar10(archive: dict[str, Any]) -> CIFAR10Arrays:
-    """Decode the archive's batches in memory with the restricted unpickler.
+def _write_synthetic_archive(kind: str, options: dict[str, int], path: Path) -> str:
+    """Write the synthetic archive of ``kind`` (CIFAR-10 or CIFAR-100 layout) to ``path``; return its md5."""
+    return synthetic_archive(kind, path, **options)
 
-    An archive that fails to decode is renamed to ``*.rejected``, so no later
-    run takes it for a verified archive; its source is left as it is. An
-    archive on object storage is decoded from a local temporary copy.
+
+def decode_dataset(source: dict[str, Any], params: dict[str, Any]) -> DecodedImages:
+    """Decode the source into uint8 arrays at ``dataset.image_size``, whatever its kind.
+
+    A CIFAR archive is decoded in memory with the restricted unpickler; one
+    that fails to decode is renamed to ``*.rejected``, so no later run takes it
+    for a verified archive (its source is left as it is), and one on object
+    storage is decoded from a local temporary copy. An image folder (or its
+    ``.zip``/``.tar.gz``) is decoded with the image loader ``predict`` uses,
+    after a check that the decoded data set fits in memory.
     """
-    where = archive["path"]
+    config = DataParams.from_dict(params)
+    if config.kind == IMAGE_FOLDER:
+        data = _decode_image_folder(source["path"], config)
+    else:
+        data = _decode_archive(source, config)
+    logger.info(
+        "Decoded %d training and %s test images (%d classes) from %s",
+        len(data.train_images),
+        "no" if data.test_images is None else len(data.test_images),
+        len(data.class_names),
+        source["path"],
+    )
+    return data
+
+
+def _decode_image_folder(path: str, config: DataParams) -> DecodedImages:
+    return read_image_folder(path, config.image_size, skip_bad_files=config.skip_bad_files)
+
+
+def _decode_archive(source: dict[str, Any], config: DataParams) -> DecodedImages:
+    where = source["path"]
     fs, path = storage.filesystem(where)
     if not fs.isfile(path):
         raise ArchiveError(f"{where} changed since it was fetched (it is gone); run again")
     with storage.local_copy(where) as local:
         actual = md5_of(local)
-        if actual != archive["md5"]:
+        if actual != source["md5"]:
             # Another run (another source, same file name) may have replaced it since fetch.
             raise ArchiveError(
-                f"{where} changed since it was fetched (md5 {actual}, expected {archive['md5']}); run again"
+                f"{where} changed since it was fetched (md5 {actual}, expected {source['md5']}); run again"
             )
         try:
-            data = load_cifar10_archive(str(local))
+            return load_cifar_archive(str(local), config.kind, config.label, fingerprint=actual)
         except ArchiveError as exc:
             rejected = path + ".rejected"
             fs.mv(path, rejected)
             raise ArchiveError(
                 f"{exc} (moved the archive aside to {where}.rejected; fix the source and run again)"
             ) from exc
-    logger.info(
-        "Decoded %d training and %d test images from %s",
-        len(data.train_images),
-        len(data.test_images),
-        where,
-    )
-    return data
 
 
-def validate_cifar10(data: CIFAR10Arrays, params: dict[str, Any]) -> CIFAR10Arrays:
+def _split_problems(split: str, images: Any, labels: Any, num_classes: int, size: int) -> list[str]:
+    problems = []
+    if images.dtype != np.uint8:
+        problems.append(f"{split} images are {images.dtype}, expected uint8")
+    if images.ndim != 4 or images.shape[1:] != (3, size, size) or len(images) == 0:
+        problems.append(f"{split} images have shape {images.shape}, expected (N>0, 3, {size}, {size})")
+    if labels.shape != (len(images),):
+        problems.append(f"{split} has {labels.shape} labels for {len(images)} images")
+    elif len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        problems.append(f"{split} has {len(bad)} label(s) outside 0-{num_classes - 1}, e.g. {int(bad[0])}")
+    return problems
+
+
+def validate_dataset(data: DecodedImages, params: dict[str, Any]) -> DecodedImages:
     """Check shapes, dtypes, label range, class names and, if set, the split sizes.
 
     Returns ``data`` unchanged, so downstream nodes only ever see checked data.
     """
     config = DataParams.from_dict(params)
+    num_classes = len(data.class_names)
+    expected_classes = (KINDS[config.kind].num_classes or {}).get(config.label)
     problems = []
+    if expected_classes and num_classes != expected_classes:
+        problems.append(f"{num_classes} class names, expected {expected_classes}")
+    elif num_classes < 2:
+        problems.append(f"{num_classes} class name(s), expected at least 2")
     for split in ("train", "test"):
         images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
-        if images.dtype != np.uint8:
-            problems.append(f"{split} images are {images.dtype}, expected uint8")
-        if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or len(images) == 0:
-            problems.append(f"{split} images have shape {images.shape}, expected (N>0, 3, 32, 32)")
-        if labels.shape != (len(images),):
-            problems.append(f"{split} has {labels.shape} labels for {len(images)} images")
-        elif len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-            bad = labels[(labels < 0) | (labels >= NUM_CLASSES)]
-            problems.append(f"{split} has {len(bad)} label(s) outside 0-9, e.g. {int(bad[0])}")
+        if images is None and split == "test":
+            continue  # an image folder without test/: the split node holds one out
+        problems += _split_problems(split, images, labels, num_classes, config.image_size)
         expected = (config.expected_sizes or {}).get(split)
         if expected is not None and len(images) != expected:
-            problems.append(f"{split} has {len(images)} images, expected {expected} (cifar10.expected_sizes.{split})")
-    if len(data.class_names) != NUM_CLASSES:
-        problems.append(f"batches.meta lists {len(data.class_names)} class names, expected {NUM_CLASSES}")
+            problems.append(f"{split} has {len(images)} images, expected {expected} (dataset.expected_sizes.{split})")
     if problems:
-        raise DataValidationError("invalid CIFAR-10 data: " + "; ".join(problems))
+        raise DataValidationError(f"invalid {config.kind} data: " + "; ".join(problems))
     return data
 
 
-def split_cifar10(
-    data: CIFAR10Arrays, params: dict[str, Any]
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Hold out a seeded, stratified validation split from the training images.
+def _holdout(images: np.ndarray, labels: np.ndarray, name: str, size: int | float, seed: int) -> tuple[dict, dict]:
+    """Split ``images`` into (kept, held out) dicts; ``size`` a count or a fraction (``name`` in messages)."""
+    count = resolve_size(name, size, len(labels))
+    keep, holdout = stratified_holdout(labels, count, seed)
+    return {"images": images[keep], "labels": labels[keep]}, {"images": images[holdout], "labels": labels[holdout]}
 
-    The test split passes through untouched; model selection only ever sees
-    the validation split.
+
+def split_dataset(
+    data: DecodedImages, params: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+    """Hold out a seeded, stratified validation split (and a test split if the source has none).
+
+    The source's test split passes through untouched; model selection only
+    ever sees the validation split. Exact duplicates across the splits are
+    found by hash and handled by ``dataset.duplicates``. The last output says
+    how the splits were made, for the data report.
     """
     config = DataParams.from_dict(params)
-    available = len(data.train_labels)
-    if config.validation_size >= available:
-        raise ParameterError(
-            f"cifar10.validation_size={config.validation_size} leaves no training images: "
-            f"there are {available}; set it below {available}"
+    pool = {"images": data.train_images, "labels": data.train_labels}
+    test_held_out = data.test_images is None
+    if test_held_out:
+        pool, test = _holdout(pool["images"], pool["labels"], "dataset.test_size", config.test_size, config.seed)
+    else:
+        test = {"images": data.test_images, "labels": data.test_labels}
+    train, validation = _holdout(
+        pool["images"], pool["labels"], "dataset.validation_size", config.validation_size, config.seed
+    )
+    train, duplicates = handle_duplicates(train, validation, test, config.duplicates)
+    logger.info(
+        "Split: %d train, %d validation, %d test", len(train["labels"]), len(validation["labels"]), len(test["labels"])
+    )
+    notes = {
+        "validation_size": len(validation["labels"]),
+        "test_held_out": test_held_out,
+        "test_size": len(test["labels"]) if test_held_out else None,
+        "seed": config.seed,
+        "duplicates": duplicates,
+    }
+    return train, validation, test, notes
+
+
+def handle_duplicates(
+    train: dict[str, np.ndarray], validation: dict[str, np.ndarray], test: dict[str, np.ndarray], rule: str
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Count exact duplicates (same decoded pixels) within and across the splits; apply ``rule`` to those across.
+
+    ``warn`` logs them; ``drop`` removes from train the images that also
+    appear in validation or test; ``error`` stops the run before any split is
+    written. Duplicates within one split are counted only.
+    """
+    found = find_duplicates({"train": train["images"], "validation": validation["images"], "test": test["images"]})
+    across = {pair: count for pair, count in found["counts"].items() if "-" in pair and count}
+    if across and rule == "error":
+        raise DataValidationError(
+            f"exact duplicate images across the splits ({', '.join(f'{k}: {v}' for k, v in across.items())}); "
+            "remove them from the source, or set dataset.duplicates to drop (removes them from train) or warn"
         )
-    keep, holdout = stratified_holdout(data.train_labels, config.validation_size, config.seed)
-    train = {"images": data.train_images[keep], "labels": data.train_labels[keep]}
-    validation = {"images": data.train_images[holdout], "labels": data.train_labels[holdout]}
-    test = {"images": data.test_images, "labels": data.test_labels}
-    logger.info("Split: %d train, %d validation, %d test", len(keep), len(holdout), len(data.test_labels))
-    return train, validation, test
+    if across:
+        logger.warning("Exact duplicate images across the splits: %s (dataset.duplicates=%s)", across, rule)
+    dropped = found["drop_train_indices"] if rule == "drop" else []
+    if dropped:
+        keep = np.ones(len(train["labels"]), dtype=bool)
+        keep[dropped] = False
+        train = {"images": train["images"][keep], "labels": train["labels"][keep]}
+    return train, {"rule": rule, "counts": found["counts"], "dropped_from_train": len(dropped)}
 
 
 def compute_normalization(train: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -213,26 +319,36 @@ def compute_normalization(train: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def build_data_report(
-    archive: dict[str, Any],
-    data: CIFAR10Arrays,
+    source: dict[str, Any],
+    data: DecodedImages,
     train: dict[str, np.ndarray],
     validation: dict[str, np.ndarray],
     test: dict[str, np.ndarray],
-    params: dict[str, Any],
+    notes: dict[str, Any],
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Summarise the data: source archive, class names and class counts per split."""
-    config = DataParams.from_dict(params)
+    """Summarise the data: source, class names, image size, what was skipped, the splits and their class counts."""
     splits = {"train": train, "validation": validation, "test": test}
+    num_classes = len(data.class_names)
     counts = pd.DataFrame(
-        {name: np.bincount(split["labels"], minlength=NUM_CLASSES) for name, split in splits.items()},
+        {name: np.bincount(split["labels"], minlength=num_classes) for name, split in splits.items()},
     )
     counts.insert(0, "class", data.class_names)
-    counts.insert(0, "label", range(NUM_CLASSES))
+    counts.insert(0, "label", range(num_classes))
     report = {
-        # Redacted again: an archive record saved before URLs were redacted may still hold credentials.
-        "source": {"url": redact_url(archive["url"]), "md5": archive["md5"], "size_bytes": archive["size_bytes"]},
+        # Redacted again: a source record saved before URLs were redacted may still hold credentials.
+        "source": {
+            "kind": source.get("kind", "cifar10"),
+            "url": redact_url(source["url"]),
+            "md5": source["md5"],
+            "size_bytes": source["size_bytes"],
+            "fingerprint": getattr(data, "fingerprint", None) or source["md5"],
+        },
         "class_names": list(data.class_names),
-        "split": {"validation_size": config.validation_size, "seed": config.seed},
+        "num_classes": num_classes,
+        "image_size": int(train["images"].shape[-1]),
+        "skipped": dict(getattr(data, "skipped", None) or {}),
+        "split": {key: value for key, value in notes.items() if key != "duplicates"},
+        "duplicates": notes["duplicates"],
         "sizes": {name: len(split["labels"]) for name, split in splits.items()},
         "class_counts": {name: counts[name].tolist() for name in splits},
     }

@@ -60,14 +60,19 @@ def evaluate_model(
 
 
 def _warn_if_trained_on_other_data(checkpoint: dict[str, Any], data_report: dict[str, Any]) -> None:
-    """A checkpoint trained on another archive is still evaluated, with a warning that says so."""
-    trained_md5 = (checkpoint.get("data") or {}).get("md5")
-    if trained_md5 and trained_md5 != data_report["source"]["md5"]:
+    """A checkpoint trained on another source is still evaluated, with a warning that says so.
+
+    Sources are compared by fingerprint (an archive's md5, a hash over a folder's images), else by md5.
+    """
+    trained, source = checkpoint.get("data") or {}, data_report["source"]
+    key = "fingerprint" if trained.get("fingerprint") and source.get("fingerprint") else "md5"
+    if trained.get(key) and trained[key] != source.get(key):
         logger.warning(
-            "%s was trained on archive md5 %s but is evaluated on the test split of %s",
+            "%s was trained on data %s %s but is evaluated on the test split of %s",
             checkpoint["model_name"],
-            trained_md5,
-            data_report["source"]["md5"],
+            key,
+            trained[key],
+            source.get(key),
         )
 
 

@@ -11,7 +11,7 @@ def create_evaluation_pipeline() -> Pipeline:
         [
             Node(
                 evaluate_model,
-                ["checkpoint", "cifar10_test", "data_report", "params:evaluation"],
+                ["checkpoint", "dataset_test", "data_report", "params:evaluation"],
                 ["metrics", "per_class_metrics", "confusion_matrix", "reliability", "errors"],
                 name="evaluate_model_node",
                 tags=RECORDS_INPUT_VERSIONS,
@@ -25,7 +25,7 @@ def create_pipeline(model: str) -> Pipeline:
     return Pipeline(
         create_evaluation_pipeline(),
         namespace=model,
-        inputs={"cifar10_test", "data_report"},
+        inputs={"dataset_test", "data_report"},
         parameters={"params:evaluation"},
         tags=["evaluation", f"evaluate_{model}"],
     )

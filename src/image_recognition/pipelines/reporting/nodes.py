@@ -62,9 +62,9 @@ def plot_error_gallery(results: dict[str, Any], test_split: dict[str, Any]) -> g
         evaluated = provenance.get("test_split_md5")
         if evaluated and evaluated != loaded:
             raise StaleTestSplitError(
-                f"{model} was evaluated on another test split (cifar10_test version "
+                f"{model} was evaluated on another test split (dataset_test version "
                 f"{provenance.get('test_split_version')}, md5 {evaluated}; the loaded one has md5 {loaded}). "
-                f"Rebuild the report with --load-versions=cifar10_test:{provenance.get('test_split_version')} "
+                f"Rebuild the report with --load-versions=dataset_test:{provenance.get('test_split_version')} "
                 f"or evaluate {model} again"
             )
     return figures.error_gallery(results, test_split["images"])

@@ -26,7 +26,7 @@ FIGURES = {
     "per_class_f1": (figures.per_class_f1, []),
     "reliability_diagram": (figures.reliability_diagram, []),
     "accuracy_vs_cost": (figures.accuracy_vs_cost, []),
-    "error_gallery": (nodes.plot_error_gallery, ["cifar10_test"]),
+    "error_gallery": (nodes.plot_error_gallery, ["dataset_test"]),
 }
 
 

@@ -70,7 +70,7 @@ def train_model(
         try:
             result = train(
                 model_name,
-                spec["model_config"],
+                model_config_for_data(spec["model_config"], data_report),
                 {**training, "resume": bool(run and run.resuming)},
                 train_split,
                 validation_split,
@@ -88,19 +88,37 @@ def train_model(
         result.final_metrics["val_accuracy"],
         training["tta"],
     )
-    return {**result.checkpoint, "data": _training_data(data_report, train_split, validation_split)}, history
+    data = _training_data(data_report, train_split, validation_split)
+    # The image size and class names at the top level too: predict and export read them there.
+    checkpoint = {**result.checkpoint, "image_size": data["image_size"], "class_names": data["class_names"]}
+    return {**checkpoint, "data": data}, history
+
+
+def model_config_for_data(model_config: dict[str, Any], data_report: dict[str, Any]) -> dict[str, Any]:
+    """The model's config with the number of classes and the image size of the data it trains on.
+
+    They come from the data report, never from a constant: an image folder of
+    five classes at 64 pixels builds a five-way model for 64-pixel inputs.
+    ``image_size`` is set only for a model whose config has one.
+    """
+    data = {"num_classes": len(data_report["class_names"])}
+    if "image_size" in model_config and "image_size" in data_report:
+        data["image_size"] = int(data_report["image_size"])
+    return {**model_config, **data}
 
 
 def _training_data(
     data_report: dict[str, Any], train_split: dict[str, Any], validation_split: dict[str, Any]
 ) -> dict[str, Any]:
-    """What the checkpoint was trained on: the source archive, its class names and the splits' catalog versions.
+    """What the checkpoint was trained on: the source, its class names, image size and the splits' catalog versions.
 
     The versions are the ``_catalog_version`` keys that the project's
     InputVersionsHook adds for nodes tagged ``records_input_versions``.
     """
     return {
         "md5": data_report["source"]["md5"],
+        "fingerprint": data_report["source"].get("fingerprint", data_report["source"]["md5"]),
+        "image_size": int(data_report.get("image_size", train_split["images"].shape[-1])),
         "url": redact_url(data_report["source"]["url"]),  # a data report saved before URLs were redacted
         "class_names": list(data_report["class_names"]),
         "train_split_version": train_split.get("_catalog_version"),

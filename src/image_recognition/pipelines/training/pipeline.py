@@ -6,7 +6,7 @@ from image_recognition.integrations.hooks import RECORDS_INPUT_VERSIONS, VALIDAT
 from image_recognition.pipelines.training.nodes import check_training_params, train_model
 
 # Shared inputs from data_processing: not namespaced.
-DATA_INPUTS = {"cifar10_train", "cifar10_validation", "normalization_stats", "data_report"}
+DATA_INPUTS = {"dataset_train", "dataset_validation", "normalization_stats", "data_report"}
 
 
 def create_training_pipeline() -> Pipeline:
@@ -23,8 +23,8 @@ def create_training_pipeline() -> Pipeline:
                 train_model,
                 [
                     "training_spec",
-                    "cifar10_train",
-                    "cifar10_validation",
+                    "dataset_train",
+                    "dataset_validation",
                     "normalization_stats",
                     "data_report",
                     "params:scratch_dir",
