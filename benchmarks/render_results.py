@@ -232,6 +232,34 @@ def predict_rows(data: dict[str, Any]) -> list[tuple[str, tuple[str, ...], str]]
     ]
 
 
+def image_folder_rows(data: dict[str, Any]) -> list[tuple[str, tuple[str, ...], str]]:
+    """Decoding a folder of image files: one row per run."""
+    processes = f"{data['workers']}" + (" (the default)" if data.get("workers_default") else "")
+    return [
+        (
+            f"run {row['run']}",
+            (f"{data['files']:,} {data['file_size']}", processes, seconds(row["seconds"]), rate(row["images_per_s"])),
+            f"{data['files']:,} PNG files decoded in {seconds(row['seconds'])}",
+        )
+        for row in data["rows"]
+    ]
+
+
+def folder_vs_archive_rows(data: dict[str, Any]) -> list[tuple[str, tuple[str, ...], str]]:
+    """CIFAR-10 as an image folder against the archive route: one row."""
+    splits = ", ".join(f"{split} {result['folder_images']:,}" for split, result in data["splits"].items())
+    training = data.get("training") or {}
+    accuracy = f"{percent(training['test_accuracy'])} ({training['tta']})" if training else "not trained"
+    cells = (
+        f"{data['train_per_class']:,} / {data['test_per_class']:,}",
+        splits,
+        "identical" if data["equal"] else "different",
+        accuracy,
+    )
+    summary = f"same images as the archive route: {cells[2]}; CPU `cnn` recipe on the folder: {accuracy}"
+    return [("folder", cells, summary)]
+
+
 def generic_rows(data: dict[str, Any]) -> list[tuple[str, tuple[str, ...], str]]:
     """A benchmark without a table of its own yet: one row pointing at its file."""
     return [("result", (f"`{data['_file']}`",), f"see `{data['_file']}`")]
@@ -296,6 +324,22 @@ TABLES = {
         "H100's dense bf16 peak each recipe can sustain (`SUSTAINED_FRACTIONS` in `benchmarks/common.py`).",
         ("recipe", "training GFLOPs per image", "images seen", "PFLOPs", "share of peak", "estimated time"),
         estimate_rows,
+    ),
+    "image_folder": Table(
+        "Decoding an image folder",
+        "`read_image_folder` on a generated folder of PNG files in `train/<class>/`, files just written: listing, "
+        "checks, decoding and resizing to the model's size.",
+        ("files", "processes", "wall time", "images/s"),
+        image_folder_rows,
+    ),
+    "folder_vs_archive": Table(
+        "CIFAR-10 as an image folder",
+        "The first N training and test images of each class of the CIFAR-10 archive written as lossless PNG in "
+        "`train/<class>/` and `test/<class>/`, decoded by the image-folder route and compared with the archive "
+        "route by the sha256 of each image's pixels (as sets, per split, with labels); then the CPU `cnn` recipe "
+        "trained on the folder (10% held out for validation) and tested on its `test/`.",
+        ("per class (train / test)", "images", "pixels against the archive route", "test accuracy (TTA)"),
+        folder_vs_archive_rows,
     ),
     "predict": Table(
         "Predicting image files on the CPU",
