@@ -191,7 +191,10 @@ def write_json(data: dict[str, Any], path: str | Path) -> None:
     conditions = {
         "benchmark_command": shlex.join(["python", _script_path(), *sys.argv[1:]]),
         "commit": _git("rev-parse", "HEAD"),
-        "dirty": None if (status := _git("status", "--porcelain", "--untracked-files=no")) is None else bool(status),
+        # Uncommitted changes to the code measured (the package and the benchmarks), not to docs or results.
+        "dirty": None
+        if (status := _git("status", "--porcelain", "--", "src", "benchmarks/*.py")) is None
+        else bool(status),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     with atomic_write(path) as file:
