@@ -44,10 +44,10 @@ import stat
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -268,14 +268,19 @@ def _unpack_zip(archive: Path, target: Path) -> None:
         for member in members:
             check_zip_member(member)
         _check_space(archive, sum(member.file_size for member in members), target)
-        for member in members:
-            destination = target / PurePosixPath(member.filename)
-            if member.is_dir():
-                destination.mkdir(parents=True, exist_ok=True)
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            with zipped.open(member) as source, open(destination, "xb") as out:
-                shutil.copyfileobj(source, out)
+        _write_members(((m.filename, m.is_dir(), lambda m=m: zipped.open(m)) for m in members), target)
+
+
+def _write_members(members: Iterable[tuple[str, bool, Callable[[], IO[bytes]]]], target: Path) -> None:
+    """Write checked archive members (name, is a folder, how to open it) under ``target``; never over a file."""
+    for name, is_dir, open_member in members:
+        destination = target / PurePosixPath(name)
+        if is_dir:
+            destination.mkdir(parents=True, exist_ok=True)
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with open_member() as source, open(destination, "xb") as out:
+            shutil.copyfileobj(source, out)
 
 
 def check_zip_member(member: zipfile.ZipInfo) -> None:
@@ -297,15 +302,7 @@ def _unpack_tar(archive: Path, target: Path) -> None:
         for member in members:
             check_member_path(member)
         _check_space(archive, sum(member.size for member in members), target)
-        for member in members:
-            destination = target / PurePosixPath(member.name)
-            if member.isdir():
-                destination.mkdir(parents=True, exist_ok=True)
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            with source, open(destination, "xb") as out:
-                shutil.copyfileobj(source, out)
+        _write_members(((m.name, m.isdir(), lambda m=m: tar.extractfile(m)) for m in members), target)
 
 
 def _check_space(archive: Path, size: int, target: Path) -> None:
