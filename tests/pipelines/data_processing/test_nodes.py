@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import pytest
 
@@ -163,17 +162,6 @@ def test_decode_refuses_an_archive_replaced_since_fetch(tmp_path, synthetic_arch
     Path(record["path"]).write_bytes(b"replaced by another run")
     with pytest.raises(ArchiveError, match="changed since it was fetched"):
         decode_dataset(record, params(tmp_path))
-
-
-@pytest.fixture
-def memory_store():
-    """An empty fsspec in-memory filesystem, standing in for object storage."""
-    fs = fsspec.filesystem("memory")
-    fs.store.clear()
-    fs.pseudo_dirs.clear()
-    fs.pseudo_dirs.append("")
-    yield fs
-    fs.store.clear()
 
 
 def test_an_archive_cache_on_object_storage_is_filled_once_then_reused(

@@ -71,7 +71,7 @@ def test_defaults_follow_the_kind():
     assert resolve_size("dataset.validation_size", 5000, 10000) == 5000
 
 
-def test_a_remote_image_folder_is_not_supported_yet(tmp_path):
-    config = params(tmp_path, kind="image_folder", source={"url": "s3://bucket/pets"})
-    with pytest.raises(ParameterError, match="remote URL is not supported yet"):
+def test_an_image_folder_over_http_must_be_an_archive(tmp_path):
+    config = params(tmp_path, kind="image_folder", source={"url": "https://example.com/pets/"})
+    with pytest.raises(ParameterError, match=r"pack it as a \.zip or \.tar\.gz"):
         fetch_dataset(config)

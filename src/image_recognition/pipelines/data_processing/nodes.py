@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from pathlib import Path
+import urllib.parse
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,8 @@ from image_recognition.sources.image_folder import find_duplicates, read_image_f
 
 logger = logging.getLogger(__name__)
 
+IMAGE_ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
+
 
 def fetch_dataset(params: dict[str, Any]) -> dict[str, Any]:
     """Make sure the data set's source is in place and verified; describe it.
@@ -33,9 +36,11 @@ def fetch_dataset(params: dict[str, Any]) -> dict[str, Any]:
     temporary file that is moved into place only once its md5 matches. A cache
     on object storage (``cache_dir`` under an ``s3://`` data root) is checked
     and filled the same way through a local temporary copy, uploaded in one
-    write once verified. An image folder (or its ``.zip``/``.tar.gz``) is read
-    where it is. The description names the source without its credentials
-    (``redact.py``).
+    write once verified. A local image folder (or its ``.zip``/``.tar.gz``) is
+    read where it is; a remote one (an fsspec URL, or an http(s) archive) is
+    checked to exist (an archive: copied, and its md5 checked if given) and
+    decoded later from a fresh copy. The description names the source without
+    its credentials (``redact.py``).
     """
     config = DataParams.from_dict(params)
     if config.kind == IMAGE_FOLDER:
@@ -57,24 +62,83 @@ def fetch_dataset(params: dict[str, Any]) -> dict[str, Any]:
 def _describe_image_folder(config: DataParams) -> dict[str, Any]:
     """The image folder or archive named by ``dataset.source.url``, checked to exist (and its md5, if given)."""
     url = config.source.url
-    if is_remote(url) or not storage.is_local(url):
-        raise ParameterError(
-            f"dataset.source.url={redact_url(url)}: reading an image folder from a remote URL is not supported yet; "
-            "copy the folder (or its .zip/.tar.gz) to this machine and pass its path or file:// URL"
-        )
+    if not storage.is_local(url):
+        return _describe_remote_folder(config)
     path = local_path(url).absolute()
     if not path.exists():
         raise FetchError(f"image folder {path} does not exist; fix dataset.source.url")
-    md5 = None
-    if path.is_file() and config.source.md5:
-        md5 = md5_of(path)
-        if md5 != config.source.md5.lower():
-            raise FetchError(
-                f"checksum mismatch for {path}: expected {config.source.md5.lower()}, got {md5}; "
-                "fix dataset.source.md5 or the archive"
-            )
+    md5 = _checked_md5(path, config, str(path)) if path.is_file() else None
     size = path.stat().st_size if path.is_file() else None
     return {"kind": config.kind, "url": redact_url(url), "md5": md5, "path": path.as_posix(), "size_bytes": size}
+
+
+def _checked_md5(local: Path, config: DataParams, name: str) -> str | None:
+    """The md5 of the archive at ``local`` if ``dataset.source.md5`` is given, which it must match."""
+    if not config.source.md5:
+        return None
+    md5 = md5_of(local)
+    if md5 != config.source.md5.lower():
+        raise FetchError(
+            f"checksum mismatch for {name}: expected {config.source.md5.lower()}, got {md5}; "
+            "fix dataset.source.md5 or the archive"
+        )
+    return md5
+
+
+def _describe_remote_folder(config: DataParams) -> dict[str, Any]:
+    """:func:`_describe_image_folder` for an fsspec or http(s) URL; the source is checked by copying it."""
+    url = config.source.url
+    if is_remote(url) and not _is_archive_name(url):
+        raise ParameterError(
+            f"dataset.source.url={redact_url(url)}: an image folder cannot be listed over http(s); "
+            "pack it as a .zip or .tar.gz (train/<class>/<images> inside) and give that file's URL"
+        )
+    record = {"kind": config.kind, "url": redact_url(url), "md5": None, "path": redact_url(url), "size_bytes": None}
+    if not is_remote(url):
+        fs, path = storage.filesystem(url)
+        if not fs.exists(path):
+            raise FetchError(
+                f"image folder {redact_url(url)} does not exist; fix dataset.source.url "
+                "(a folder holding train/<class>/<images>, or a .zip/.tar.gz of one)"
+            )
+        if not fs.isfile(path):
+            return record
+    with tempfile.TemporaryDirectory(prefix="image_recognition.") as folder:
+        local = _copy_remote_source(config, Path(folder))
+        return {**record, "md5": _checked_md5(local, config, redact_url(url)), "size_bytes": local.stat().st_size}
+
+
+def _is_archive_name(url: str) -> bool:
+    return urllib.parse.urlsplit(url).path.lower().endswith(IMAGE_ARCHIVE_SUFFIXES)
+
+
+def _copy_remote_source(config: DataParams, folder: Path) -> Path:
+    """Copy the remote image folder or archive of ``dataset.source.url`` into local ``folder``; return its path.
+
+    http(s) goes through :func:`fetch_verified` (retries, timeout, md5 when
+    given); an fsspec URL is copied with its filesystem.
+    """
+    url = config.source.url
+    name = PurePosixPath(urllib.parse.urlsplit(url).path).name or "image_folder"
+    if is_remote(url):
+        target = folder / name
+        md5 = config.source.md5.lower() if config.source.md5 else None
+        try:
+            fetch_verified(url, md5, target, retries=config.retries, timeout_s=config.timeout_s)
+        except FetchError as exc:
+            raise FetchError(f"{exc}; fix dataset.source.url (or dataset.source.md5)") from None
+        return target
+    fs, path = storage.filesystem(url)
+    if fs.isfile(path):
+        target = folder / name
+        fs.get_file(path, str(target))
+        _checked_md5(target, config, redact_url(url))
+        return target
+    if not fs.isdir(path):
+        raise FetchError(f"image folder {redact_url(url)} does not exist (any more); fix dataset.source.url")
+    target = folder / "image_folder"
+    fs.get(path.rstrip("/") + "/", str(target), recursive=True)
+    return target
 
 
 def _ensure_archive(target: Path, config: DataParams, where: str | None = None) -> str:
@@ -162,7 +226,8 @@ def decode_dataset(source: dict[str, Any], params: dict[str, Any]) -> DecodedIma
     for a verified archive (its source is left as it is), and one on object
     storage is decoded from a local temporary copy. An image folder (or its
     ``.zip``/``.tar.gz``) is decoded with the image loader ``predict`` uses,
-    after a check that the decoded data set fits in memory.
+    after a check that the decoded data set fits in memory; a remote one from a
+    temporary local copy of ``dataset.source.url``.
     """
     config = DataParams.from_dict(params)
     if config.kind == IMAGE_FOLDER:
@@ -180,7 +245,12 @@ def decode_dataset(source: dict[str, Any], params: dict[str, Any]) -> DecodedIma
 
 
 def _decode_image_folder(path: str, config: DataParams) -> DecodedImages:
-    return read_image_folder(path, config.image_size, skip_bad_files=config.skip_bad_files)
+    """Decode the folder at ``path``; a remote source (``dataset.source.url``) from a temporary local copy."""
+    if storage.is_local(config.source.url):
+        return read_image_folder(path, config.image_size, skip_bad_files=config.skip_bad_files)
+    with tempfile.TemporaryDirectory(prefix="image_recognition.") as folder:
+        local = _copy_remote_source(config, Path(folder))
+        return read_image_folder(local, config.image_size, skip_bad_files=config.skip_bad_files)
 
 
 def _decode_archive(source: dict[str, Any], config: DataParams) -> DecodedImages:

@@ -94,7 +94,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 def fetch_verified(
     url: str,
-    md5: str,
+    md5: str | None,
     target: Path,
     *,
     retries: int = 3,
@@ -102,7 +102,7 @@ def fetch_verified(
     backoff_s: float = 2.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Fetch ``url`` to ``target``; ``target`` appears only if its md5 matches.
+    """Fetch ``url`` to ``target``; ``target`` appears only if its md5 matches (any bytes when ``md5`` is None).
 
     Raises:
         FetchError: the source is unreachable after ``retries`` attempts, is
@@ -133,12 +133,14 @@ def fetch_verified(
             sleep(wait)
 
 
-def _fetch_once(open_source: Callable[[], tuple[BinaryIO, int | None]], md5: str, target: Path, label: str) -> None:
+def _fetch_once(
+    open_source: Callable[[], tuple[BinaryIO, int | None]], md5: str | None, target: Path, label: str
+) -> None:
     source, total = open_source()
     try:
         with atomic_write(target) as tmp:
             actual = _copy_with_progress(source, tmp, total, label)
-            if actual != md5.lower():
+            if md5 is not None and actual != md5.lower():
                 raise ChecksumMismatch(
                     f"checksum mismatch for {label.removeprefix('fetching ')}: expected md5 {md5}, got {actual}; "
                     "the file is corrupt or not the one the md5 belongs to. Check dataset.source.url and "
