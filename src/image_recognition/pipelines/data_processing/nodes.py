@@ -38,7 +38,7 @@ def fetch_dataset(params: dict[str, Any]) -> dict[str, Any]:
     and filled the same way through a local temporary copy, uploaded in one
     write once verified. A local image folder (or its ``.zip``/``.tar.gz``) is
     read where it is; a remote one (an fsspec URL, or an http(s) archive) is
-    checked to exist (an archive: copied, and its md5 checked if given) and
+    checked to exist (an http(s) archive by downloading it, any archive with an md5 by copying and checking it) and
     decoded later from a fresh copy. The description names the source without
     its credentials (``redact.py``).
     """
@@ -86,7 +86,7 @@ def _checked_md5(local: Path, config: DataParams, name: str) -> str | None:
 
 
 def _describe_remote_folder(config: DataParams) -> dict[str, Any]:
-    """:func:`_describe_image_folder` for an fsspec or http(s) URL; the source is checked by copying it."""
+    """:func:`_describe_image_folder` for an fsspec or http(s) URL: checked to exist, and copied to check its md5."""
     url = config.source.url
     if is_remote(url) and not _is_archive_name(url):
         raise ParameterError(
@@ -103,9 +103,12 @@ def _describe_remote_folder(config: DataParams) -> dict[str, Any]:
             )
         if not fs.isfile(path):
             return record
+        if not config.source.md5:
+            return {**record, "size_bytes": fs.size(path)}  # nothing to verify: no copy
     with tempfile.TemporaryDirectory(prefix="image_recognition.") as folder:
-        local = _copy_remote_source(config, Path(folder))
-        return {**record, "md5": _checked_md5(local, config, redact_url(url)), "size_bytes": local.stat().st_size}
+        local = _copy_remote_source(config, Path(folder))  # checks the md5 when one is given
+        md5 = config.source.md5.lower() if config.source.md5 else None
+        return {**record, "md5": md5, "size_bytes": local.stat().st_size}
 
 
 def _is_archive_name(url: str) -> bool:

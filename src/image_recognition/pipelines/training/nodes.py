@@ -15,6 +15,7 @@ from image_recognition.common.redact import redact_url
 from image_recognition.models import MODEL_NAMES, check_model_name, validate_model_config
 from image_recognition.sources.cifar10.archive import IMAGE_SHAPE
 from image_recognition.training import NonFiniteLossError, train
+from image_recognition.training.checkpoint import record_data
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.scratch import scratch_run
 
@@ -89,8 +90,8 @@ def train_model(
         training["tta"],
     )
     data = _training_data(data_report, train_split, validation_split)
-    # The image size and class names at the top level too: predict and export read them there.
-    checkpoint = {**result.checkpoint, "image_size": data["image_size"], "class_names": data["class_names"]}
+    # The image size and class names at the top level too, checked against the model: predict and export read them.
+    checkpoint = record_data(result.checkpoint, data["class_names"], data["image_size"])
     return {**checkpoint, "data": data}, history
 
 
