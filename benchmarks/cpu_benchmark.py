@@ -108,7 +108,7 @@ def row_settings(row: str, args: argparse.Namespace) -> dict[str, Any]:
         # ("auto") bf16 only where the CPU computes it natively.
         training.update(autocast=args.autocast, channels_last=True, log_every=10)
     if args.epochs:
-        training["epochs"] = args.epochs
+        training.update(epochs=args.epochs, budget_s=None)
     return settings
 
 
@@ -119,7 +119,7 @@ def fit_epochs_to_budget(model_name: str, settings: dict[str, Any], train_images
     probe = train(
         model_name,
         settings["model"],
-        {**training, "epochs": 1, "checkpoint_every": 0, "log_every": 0, "resume": False},
+        {**training, "epochs": 1, "budget_s": None, "checkpoint_every": 0, "log_every": 0, "resume": False},
         {"images": probe_images, "labels": train_labels[: len(probe_images)]},
         None,
         {"mean": mean, "std": std},
@@ -153,11 +153,15 @@ def run_row(row: str, data, args: argparse.Namespace) -> dict[str, Any]:
         epochs, images_per_s = fit_epochs_to_budget(
             model_name, settings, train_images, train_labels, mean, std, args.budget_s
         )
-        training["epochs"] = epochs
+        training.update(epochs=epochs, budget_s=None)
         probe = {"budget_s": args.budget_s, "probe_images_per_s": images_per_s, "epochs": epochs}
     checkpoint = Path(args.checkpoint_dir) / f"{row}.pt" if args.checkpoint_dir else None
     logger.info(
-        "row %s: training %s for %d epochs on %d images", row, model_name, training["epochs"], len(train_images)
+        "row %s: training %s for %s on %d images",
+        row,
+        model_name,
+        f"{training['epochs']} epochs" if training["epochs"] else f"a budget of {training['budget_s']} s",
+        len(train_images),
     )
     started = time.perf_counter()
     result = train(

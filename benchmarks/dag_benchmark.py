@@ -11,7 +11,11 @@ The output is not a terminal, so training logs plain progress lines.
         --out benchmarks/results/dag_cpu.json
 
 The JSON holds the wall time, each node's time from the log, each model's
-test accuracy and the machine. ``--env demo`` (no archive needed) checks the
+test accuracy, its training plan (budget, measured speed, planned and taken
+steps, from its checkpoint) and the machine. ``--as-avx2-cpu`` runs it as
+on a CPU without native bf16 or AVX-512: oneDNN and ATen limited to AVX2
+(``ONEDNN_MAX_CPU_ISA``, ``ATEN_CPU_CAPABILITY``) and the project told the
+CPU has no native bf16 (``IMAGE_RECOGNITION_CPU_BF16=0``); the JSON says so. ``--env demo`` (no archive needed) checks the
 script end to end in about a minute; ``--params`` passes more runtime
 parameters to ``kedro run`` (the JSON's command shows them).
 """
@@ -31,6 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import logger, machine_info, setup_logging, write_json  # noqa: E402
@@ -48,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/dag_cpu.json"))
     parser.add_argument("--keep", help="clone into this folder and keep it (default: a temporary one)")
     parser.add_argument("--params", help="more runtime parameters for kedro run, as its --params takes them (a=1,b=2)")
+    parser.add_argument(
+        "--as-avx2-cpu", action="store_true", help="compute as on a CPU with AVX2 only: fp32, no AVX-512, no AMX"
+    )
     args = parser.parse_args(argv)
     if not args.archive and args.env != "demo":
         parser.error("give --archive (or --env demo, which generates its own data)")
@@ -102,6 +111,32 @@ def test_accuracies(project: Path) -> dict[str, float]:
     return found
 
 
+# The environment of --as-avx2-cpu: the instruction sets an AVX2-only CPU has, and no native bf16.
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "IMAGE_RECOGNITION_CPU_BF16": "0"}
+
+
+def training_plans(project: Path) -> dict[str, dict[str, Any]]:
+    """Each model's training length, from its newest checkpoint: budget, measured speed, steps planned and taken."""
+    found = {}
+    for path in sorted(project.joinpath("data").glob("**/06_models/*/checkpoint.pt/*/checkpoint.pt")):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        plan, final = checkpoint.get("plan") or {}, checkpoint.get("final_metrics") or {}
+        history = checkpoint.get("history") or [{}]
+        images = final.get("steps", 0) * checkpoint["training_config"]["batch_size"]
+        found[path.parents[2].name] = {
+            "budget_s": plan.get("budget_s"),
+            "probe_images_per_s": (plan.get("probe") or {}).get("images_per_s"),
+            "planned_steps": plan.get("total_steps"),
+            "planned_epochs": plan.get("epochs"),
+            "steps": final.get("steps"),
+            "epochs": final.get("epochs"),
+            "stopped_early": checkpoint.get("stopped_early"),
+            "train_images_per_s": images / history[-1]["train_time_s"] if history[-1].get("train_time_s") else None,
+            "training_wall_time_s": final.get("wall_time_s"),
+        }
+    return found
+
+
 def run_dag(project: Path, args: argparse.Namespace) -> dict[str, Any]:
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(project)], check=True)
     env = {
@@ -116,6 +151,8 @@ def run_dag(project: Path, args: argparse.Namespace) -> dict[str, Any]:
         "KEDRO_LOGGING_CONFIG": str(Path(__file__).resolve().parent / "plain_logging.yml"),
     }
     env.pop("KEDRO_ENV", None)
+    if args.as_avx2_cpu:
+        env.update(AVX2_ONLY)
     command = kedro_command(args)
     logger.info("running %s in %s", " ".join(command[1:]), project)
     started = time.perf_counter()
@@ -135,6 +172,8 @@ def run_dag(project: Path, args: argparse.Namespace) -> dict[str, Any]:
         "recipes_line": chosen.split(": ", 1)[-1] if chosen else None,
         "node_times_s": node_times(log),
         "test_accuracy": test_accuracies(project),
+        "training": training_plans(project),
+        "emulated": {"as": "AVX2-only CPU", "environment": AVX2_ONLY} if args.as_avx2_cpu else None,
     }
 
 

@@ -84,7 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.recipes:
         settings = recipe(name)
         for layout in layouts(settings["training"]["batch_size"]):
-            training = {**settings["training"], "epochs": args.epochs, "checkpoint_every": 0, "log_every": 0}
+            training = {
+                **settings["training"],
+                "epochs": args.epochs,
+                "budget_s": None,
+                "checkpoint_every": 0,
+                "log_every": 0,
+            }
             if layout["ddp"]:
                 training["distributed"] = {"nproc_per_node": layout["processes"]}
             logger.info("%s: %s", name, layout["layout"])

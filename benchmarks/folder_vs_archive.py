@@ -136,7 +136,7 @@ def train_on_folder(folder: DecodedImages, args: argparse.Namespace) -> dict[str
     training = settings["training"]
     training.update(device="cpu", compile=False, resume=False, seed=args.seed)
     if args.epochs:
-        training["epochs"] = args.epochs
+        training.update(epochs=args.epochs, budget_s=None)
     holdout = round(args.validation_fraction * len(folder.train_labels))
     keep, held = stratified_holdout(folder.train_labels, holdout, args.seed)
     train_split = {"images": folder.train_images[keep], "labels": folder.train_labels[keep]}

@@ -118,7 +118,7 @@ def test_the_eta_warning_fires_only_past_the_threshold(tiny_run, monkeypatch, ca
     assert len(warnings) == 1  # once, after the first epoch
     message = warnings[0]
     assert re.match(r"training simple_cnn is projected to take 0:\d\d on cpu \(2 epochs at \d+ s each\)", message)
-    assert "--env=cpu" in message and "training.epochs" in message
+    assert "training.budget_s" in message and "training.epochs" in message
 
 
 def test_durations_read_as_clock_times():

@@ -24,8 +24,9 @@ from image_recognition.training import TrainingConfig
 from image_recognition.training.recipes import environment_parameters
 from tests.helpers import PROJECT_ROOT
 
-# Every recipe as each environment resolved it before conf/cpu and conf/demo listed
-# only what they change: the validated configs, with the code's defaults filled in.
+# Every recipe as each environment resolves it: the validated configs, with the code's
+# defaults filled in. Written when conf/cpu and conf/demo came to list only what they
+# change (nothing resolved differently), updated when the CPU recipes took time budgets.
 RESOLVED_RECIPES = Path(__file__).with_name("resolved_recipes.json")
 # name in RESOLVED_RECIPES -> (--env, whether torch finds CUDA); without --env the hardware picks.
 ENVIRONMENTS = {
@@ -62,7 +63,10 @@ def test_without_cuda_the_cpu_recipes_are_used_and_the_choice_is_logged(fake_cud
         HardwareAwareConfigLoader(f"{PROJECT_ROOT}/conf", **CONFIG_LOADER_ARGS)  # a second loader: no second line
     assert cnn_widths(loader) == CPU_CNN_WIDTHS
     lines = [record.getMessage() for record in caplog.records]
-    assert lines == ["no CUDA device found: using the cpu recipes (conf/cpu); --env=base forces the GPU recipes"]
+    assert lines == [
+        "no CUDA device found: using the cpu recipes (conf/cpu), training cnn 660 s, simple_cnn 60 s, vit 660 s; "
+        "--env=base forces the GPU recipes"
+    ]
     # Exactly what Kedro itself resolves for --env=cpu, for every kind of configuration.
     explicit = OmegaConfigLoader(f"{PROJECT_ROOT}/conf", env="cpu", **CONFIG_LOADER_ARGS)
     for key in ("parameters", "catalog", "globals"):

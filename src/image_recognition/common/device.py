@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 
 import torch
@@ -16,6 +17,8 @@ logger = logging.getLogger(__name__)
 AUTO = "auto"
 # The device settings a parameter may name: "auto" picks cuda, then mps, then cpu.
 DEVICES = (AUTO, "cpu", "cuda", "mps")
+# Set to 0 or 1, whether the CPU counts as computing bf16 natively, whatever it is (cpu_has_native_bf16).
+CPU_BF16_VARIABLE = "IMAGE_RECOGNITION_CPU_BF16"
 
 
 def resolve_device(name: str | torch.device | None = AUTO) -> torch.device:
@@ -68,8 +71,14 @@ def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX).
 
     Elsewhere oneDNN emulates bf16, and autocast makes a convnet many times
-    slower than fp32.
+    slower than fp32. ``IMAGE_RECOGNITION_CPU_BF16=0`` answers no on any CPU
+    (with ``ONEDNN_MAX_CPU_ISA=AVX2`` and ``ATEN_CPU_CAPABILITY=avx2`` a run
+    then computes as on an AVX2-only CPU: benchmarks/dag_benchmark.py
+    ``--as-avx2-cpu``); ``1`` answers yes.
     """
+    forced = os.environ.get(CPU_BF16_VARIABLE, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             flags = cpuinfo.read()

@@ -28,6 +28,7 @@ PARAMETER_FILES = {
     "predict": "parameters_predict.yml",
     "export": "parameters_export.yml",
     "tracking": "parameters_tracking.yml",
+    "training_budget_s": "parameters_training.yml",
     # A model's block before its name is known: the check names ``model.name`` or ``training.lr``.
     "model": "parameters_train_*.yml",
     "training": "parameters_train_*.yml",

@@ -38,6 +38,19 @@ def hardware_env() -> str | None:
     return None if torch.cuda.is_available() else CPU_ENV
 
 
+def training_lengths(parameters: dict[str, Any]) -> str:
+    """How long each model trains, in words: "training budgets cnn 660 s, vit 660 s" (epochs where not budgeted)."""
+    if parameters.get("training_budget_s") is not None:
+        return f"a training budget of {parameters['training_budget_s']:g} s for every model (training_budget_s)"
+    lengths = []
+    for name, block in sorted(parameters.items()):
+        training = block.get("training") if isinstance(block, dict) else None
+        if isinstance(training, dict) and isinstance(block.get("model"), dict):
+            budget = training.get("budget_s")
+            lengths.append(f"{name} {budget:g} s" if budget is not None else f"{name} {training.get('epochs')} epochs")
+    return "training " + ", ".join(lengths)
+
+
 def _announce(message: str) -> None:
     """Log ``message`` once per process: a run creates more than one loader."""
     if message not in _announced:
@@ -53,12 +66,7 @@ class HardwareAwareConfigLoader(OmegaConfigLoader):
         super().__init__(conf_source, env=env, **kwargs)
         if env:
             _announce(f"configuration environment {env!r}, as chosen (--env or KEDRO_ENV)")
-        elif self.hardware_env:
-            _announce(
-                f"no CUDA device found: using the {self.hardware_env} recipes (conf/{self.hardware_env}); "
-                "--env=base forces the GPU recipes"
-            )
-        else:
+        elif not self.hardware_env:
             _announce(
                 f"CUDA device found: using the GPU recipes (conf/{self.base_env}); --env={CPU_ENV} forces the CPU ones"
             )
@@ -72,6 +80,11 @@ class HardwareAwareConfigLoader(OmegaConfigLoader):
             self._register_runtime_params_resolver()
         run_env = self.env or self.default_run_env
         merged = self._merge_layers(key, [self.base_env, *filter(None, [self.hardware_env]), run_env])
+        if key == "parameters" and self.hardware_env:
+            _announce(
+                f"no CUDA device found: using the {self.hardware_env} recipes (conf/{self.hardware_env}), "
+                f"{training_lengths(merged)}; --env=base forces the GPU recipes"
+            )
         if key == "globals":
             # `--params data_root=s3://bucket/prefix` moves every layer: globals take
             # no ${runtime_params:...}, so the loader puts the value in.

@@ -183,8 +183,10 @@ class EpochBatches:
     anything to the device or draws on the host (tests/training/test_host_syncs.py).
     """
 
-    def __init__(self, batches: Batches, epoch: int, rank: int) -> None:
+    def __init__(self, batches: Batches, epoch: int, rank: int, steps: int | None = None) -> None:
         self.batches, self.epoch = batches, epoch
+        # The steps iterated: the whole epoch, or the first ``steps`` of it (a budgeted run's last epoch).
+        self.steps = batches.steps_per_epoch if steps is None else steps
         self.generator, host_generator = seed_epoch(batches.config.seed, epoch, rank, batches.device)
         self.order = torch.randperm(len(batches.train_x), generator=self.generator, device=batches.device)
         self.drawn = draw_epoch_augmentation(
@@ -198,7 +200,7 @@ class EpochBatches:
         )
 
     def __iter__(self) -> Iterator[Batch]:
-        return (self.batch(step) for step in range(self.batches.steps_per_epoch))
+        return (self.batch(step) for step in range(self.steps))
 
     def batch(self, step: int) -> Batch:
         """Step ``step``'s batch: its slice of the epoch's order, augmented."""

@@ -57,6 +57,7 @@ _FRACTIONS = {
     "warmup_fraction": False,
     "label_smoothing": False,
     "ema_decay": False,
+    "whiten_bias_fraction": True,
 }
 
 
@@ -120,7 +121,12 @@ class TrainingConfig:
     Setting them explicitly lets the tests exercise the GPU paths on a CPU.
     """
 
-    epochs: int = 10
+    # How long the run is: a number of epochs, or a time budget in seconds
+    # (training/budget.py), never both. ``epochs: null`` means "not given", so
+    # an overlay switches a recipe from epochs to a budget with
+    # ``{epochs: null, budget_s: 600}``.
+    epochs: int | None = 10
+    budget_s: float | None = None
     batch_size: int = 512
 
     # --- optimiser ---
@@ -165,8 +171,11 @@ class TrainingConfig:
 
     # --- whitening stem (models with one: cnn) ---
     # Epochs the whitening layer's bias trains (at the base lr) before it is
-    # frozen; its filters are computed from the data and never trained.
+    # frozen; its filters are computed from the data and never trained. In a
+    # budgeted run, which has no epoch count to start with, the bias trains for
+    # ``whiten_bias_fraction`` of the planned steps instead.
     whiten_bias_epochs: int = 3
+    whiten_bias_fraction: float = 0.3
 
     # --- augmentation, batched on the device ---
     flip: str | bool = "random"  # horizontal flip: "none", "random" or "alternating" (True = "random")
@@ -256,8 +265,28 @@ class TrainingConfig:
                 "set a shift of a few pixels (2 for 32x32 images) or 0 for none",
             )
 
+    @property
+    def budgeted(self) -> bool:
+        """Whether the run's length is a time budget (``budget_s``) rather than a number of epochs."""
+        return self.budget_s is not None
+
+    def _validate_length(self, section: str) -> None:
+        """Exactly one of ``epochs`` and ``budget_s``: a run is as long as one of them says."""
+        if (self.epochs is None) == (self.budget_s is None):
+            given = "both" if self.budget_s is not None else "neither"
+            raise parameter_error(
+                f"{section}.budget_s",
+                f"and {section}.epochs: give exactly one (got {given}): epochs for a fixed number of passes, "
+                "budget_s for a time budget in seconds; set the other to null",
+            )
+        if self.epochs is not None:
+            positive_int(f"{section}.epochs", self.epochs)
+        else:
+            positive_number(f"{section}.budget_s", self.budget_s)
+
     def _validate(self, section: str) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size", "ema_every", "max_model_parameters"):
+        self._validate_length(section)
+        for name in ("batch_size", "eval_batch_size", "ema_every", "max_model_parameters"):
             positive_int(f"{section}.{name}", getattr(self, name))
         for name in ("translate", "cutout", "checkpoint_every", "log_every", "whiten_bias_epochs"):
             non_negative_int(f"{section}.{name}", getattr(self, name))

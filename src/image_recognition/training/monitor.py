@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 
 from image_recognition.common.progress import JobProgress, format_duration
 from image_recognition.models import count_parameters
+from image_recognition.training import budget
 from image_recognition.training.result import NonFiniteLossError
 from image_recognition.training.state import TrainingRun
 
@@ -66,11 +66,14 @@ class RunTimes:
             before.get("wall_time_s", 0.0),
         )
 
+    def elapsed(self) -> float:
+        """The run's wall time so far, the interrupted run's included: what a budget counts."""
+        return self.wall_time_before + budget.clock() - self.started
+
     def add_epoch(self, row: dict[str, Any]) -> None:
         """Add the epoch's time and write the run's totals into its row."""
         self.train_time += row["epoch_time_s"]
-        wall_time = self.wall_time_before + time.perf_counter() - self.started
-        row.update(train_time_s=self.train_time, wall_time_s=wall_time, compile_time_s=self.compile_time)
+        row.update(train_time_s=self.train_time, wall_time_s=self.elapsed(), compile_time_s=self.compile_time)
 
 
 def watch_step(
@@ -95,13 +98,13 @@ def watch_step(
         check_finite(run, objective, epoch, step)
         progress.show_loss(sums.loss.item() / ((step + 1) * run.batches.shard_size))
     if logging_now and run.is_main:
-        elapsed = time.perf_counter() - started
+        elapsed = budget.clock() - started
         logger.info(
             "epoch %d/%d step %d/%d: loss %.4f, %.0f img/s",
             epoch + 1,
-            run.config.epochs,
+            run.plan.epoch_count,
             step + 1,
-            run.steps_per_epoch,
+            run.plan.steps_in_epoch(epoch),
             loss.item(),
             (step + 1) * run.batches.batch_size / max(elapsed, 1e-9),
         )
@@ -124,20 +127,21 @@ def non_finite_error(run: TrainingRun, value: float, epoch: int, step: int) -> N
     )
 
 
-def epoch_row(run: TrainingRun, epoch: int, sums: EpochSums, lr: float, seconds: float) -> dict[str, Any]:
-    """The epoch's history row, training columns only; fails if the mean objective is not finite.
+def epoch_row(run: TrainingRun, epoch: int, sums: EpochSums, lr: float, seconds: float, steps: int) -> dict[str, Any]:
+    """The history row of an epoch of ``steps`` steps, training columns only; fails if the mean objective is not finite.
 
     In a group the sums are all-reduced first: the row is the whole global batch's.
     """
     if run.group is not None:
         for total in (sums.loss, sums.objective, sums.correct):
             run.group.sum(total)
-    images_seen = run.steps_per_epoch * run.batches.batch_size
+    images_seen = steps * run.batches.batch_size
     mean_objective = sums.objective.item() / images_seen
     if not math.isfinite(mean_objective):
-        raise non_finite_error(run, mean_objective, epoch, run.steps_per_epoch - 1)
+        raise non_finite_error(run, mean_objective, epoch, steps - 1)
     return {
         "epoch": epoch + 1,
+        "steps": steps,
         "train_loss": sums.loss.item() / images_seen,
         "train_objective": mean_objective,
         "train_accuracy": sums.correct.item() / images_seen,
@@ -148,31 +152,34 @@ def epoch_row(run: TrainingRun, epoch: int, sums: EpochSums, lr: float, seconds:
 
 
 def warn_if_long(run: TrainingRun, epoch_seconds: float) -> None:
-    """After the first epoch: warn once when the whole run is projected past ETA_WARNING_S."""
-    projected = epoch_seconds * run.config.epochs
-    if projected <= ETA_WARNING_S:
+    """After the first epoch of a run given epochs: warn once when it is projected past ETA_WARNING_S.
+
+    A budgeted run needs no warning: it ends on time by construction.
+    """
+    projected = epoch_seconds * run.plan.epoch_count
+    if run.config.budgeted or projected <= ETA_WARNING_S:
         return
-    faster = (
-        "the CPU profile (kedro run --env=cpu, the default without CUDA) trains a smaller model for fewer epochs"
-        if run.device.type == "cpu"
-        else "a narrower or shallower model trains faster"
-    )
     logger.warning(
-        "training %s is projected to take %s on %s (%d epochs at %.0f s each): %s; or lower training.epochs",
+        "training %s is projected to take %s on %s (%d epochs at %.0f s each): set training.budget_s "
+        "(and epochs: null) to train for a fixed time instead, or lower training.epochs",
         run.model_name,
         format_duration(projected),
         run.device.type,
-        run.config.epochs,
+        run.plan.epoch_count,
         epoch_seconds,
-        faster,
     )
 
 
 def log_setup(run: TrainingRun) -> None:
     batches = run.batches
+    length = (
+        f"a budget of {run.config.budget_s:g} s (steps planned after a speed probe)"
+        if run.config.budgeted
+        else f"{run.config.epochs} epochs"
+    )
     logger.info(
         "training %s (%s parameters) on %s: %d images, batch %d%s, %d steps/epoch, "
-        "%d epochs, autocast %s, channels_last %s, compile %s",
+        "%s, autocast %s, channels_last %s, compile %s",
         run.model_name,
         f"{count_parameters(run.model):,}",
         run.device,
@@ -180,7 +187,7 @@ def log_setup(run: TrainingRun) -> None:
         batches.batch_size,
         f" ({batches.shard_size} in each of {run.group.world_size} processes)" if run.group else "",
         run.steps_per_epoch,
-        run.config.epochs,
+        length,
         run.amp_dtype,
         run.channels_last,
         run.config.compile,
@@ -192,7 +199,7 @@ def log_epoch(run: TrainingRun, row: dict[str, Any]) -> None:
     logger.info(
         "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f%s | lr %.3g | %.1fs, %.0f img/s",
         row["epoch"],
-        run.config.epochs,
+        run.plan.epoch_count,
         row["train_loss"],
         row["train_accuracy"],
         row["val_loss"],

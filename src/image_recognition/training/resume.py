@@ -18,6 +18,7 @@ import torch
 
 from image_recognition.common.errors import ParameterError
 from image_recognition.common.params import config_to_dict
+from image_recognition.training.budget import Plan
 from image_recognition.training.checkpoint import (
     CHECKPOINT_FORMAT,
     checkpoint_image_size,
@@ -54,6 +55,8 @@ def checkpoint_state(run: TrainingRun, epochs_done: int) -> dict[str, Any]:
         "global_step": run.global_step,
         "rng_state": rng,
         "history": [dict(row) for row in run.history],
+        "plan": run.plan.to_dict(),
+        "stopped_early": run.stopped_early,
         "normalization": {key: list(values) for key, values in run.normalization.items()},
     }
 
@@ -68,6 +71,8 @@ def resume(run: TrainingRun) -> None:
         checkpoint = run.group.broadcast(checkpoint)
     if checkpoint is None:
         return
+    if run.config.budgeted:
+        run.adopt(Plan.from_dict(checkpoint["plan"]))  # its measured plan, never a new probe
     run.model.load_state_dict(checkpoint["model_state"])
     run.optimizer.load_state_dict(checkpoint["optimizer_state"])
     run.scheduler.load_state_dict(checkpoint["scheduler_state"])
@@ -125,7 +130,14 @@ def check_resumable(run: TrainingRun, checkpoint: dict[str, Any], path: Path) ->
 
 def _refusal(run: TrainingRun, checkpoint: dict[str, Any]) -> str | None:
     """Why ``checkpoint`` cannot be continued by ``run``, and what to do; None when it can."""
-    if checkpoint["epoch"] > run.config.epochs:
+    budgeted = (checkpoint.get("plan") or {}).get("budget_s") is not None
+    if run.config.budgeted != budgeted:
+        given, recorded = ("budget_s", "epochs") if run.config.budgeted else ("epochs", "budget_s")
+        return (
+            f"it was trained to training.{recorded} and this run gives training.{given}; a run keeps the length "
+            f"it started with: set {recorded} as it was, or resume: false to start afresh"
+        )
+    if run.config.epochs is not None and checkpoint["epoch"] > run.config.epochs:
         return (
             f"it has trained {checkpoint['epoch']} epochs already, more than training.epochs "
             f"({run.config.epochs}); set epochs to at least {checkpoint['epoch']} to continue it, or resume: false "

@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from image_recognition.training.batches import Batches
+from image_recognition.training.budget import Plan
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.ddp import ProcessGroup
-from image_recognition.training.optim import StepSchedule, WeightEMA
+from image_recognition.training.optim import StepSchedule, WeightEMA, build_scheduler
 
 
 @dataclass
@@ -22,7 +23,8 @@ class TrainingRun:
     ``model`` is the plain module (validated, saved); ``train_model`` the one
     the steps call: ``model`` in DDP within a group, compiled if asked.
     ``compiled`` turns False when compiling fails and the run falls back to
-    the eager module. ``history``, ``start_epoch`` and ``global_step`` are the
+    the eager module. ``stopped_early`` is set when a budgeted run stops
+    before its planned steps because the machine became slower than measured. ``history``, ``start_epoch`` and ``global_step`` are the
     progress so far: none, or where a resumed checkpoint left off.
     """
 
@@ -42,9 +44,13 @@ class TrainingRun:
     optimizer: torch.optim.Optimizer
     scheduler: StepSchedule
     ema: WeightEMA | None
+    # How many steps, and when the whitening bias freezes (training/budget.py). A
+    # budgeted run holds a provisional one-epoch plan until its probe has run.
+    plan: Plan
     history: list[dict[str, Any]] = field(default_factory=list)
     start_epoch: int = 0
     global_step: int = 0
+    stopped_early: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -61,7 +67,12 @@ class TrainingRun:
 
     @property
     def total_steps(self) -> int:
-        return self.batches.steps_per_epoch * self.config.epochs
+        return self.plan.total_steps
+
+    def adopt(self, plan: Plan) -> None:
+        """Follow ``plan`` from the first step: the schedule is rebuilt for its steps (the EMA reads them too)."""
+        self.plan = plan
+        self.scheduler = build_scheduler(self.optimizer, plan.total_steps, self.config)
 
     @property
     def writes_checkpoints(self) -> bool:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from image_recognition.common.errors import InputError
-from image_recognition.common.params import config_to_dict, parameter_error
+from image_recognition.common.params import config_to_dict, parameter_error, positive_number
 from image_recognition.common.redact import redact_url
 from image_recognition.models import MODEL_NAMES, check_model_name, validate_model_config
 from image_recognition.sources.cifar10.archive import IMAGE_SHAPE
@@ -26,15 +26,23 @@ class TrainingDivergedError(InputError):
     """The loss became NaN or infinite: the recipe needs a lower learning rate or clipping."""
 
 
-def check_training_params(model: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
+def check_training_params(
+    model: dict[str, Any], training: dict[str, Any], training_budget_s: float | None = None
+) -> dict[str, Any]:
     """Validate the model and training parameters; return them in full.
 
-    Tagged ``validates_parameters``: a project hook runs this node before the
-    pipeline starts, so a typo fails the run before any data is fetched or decoded.
+    ``training_budget_s``, when set, gives every model the same time budget
+    for an equal-compute comparison: it replaces the model's own ``epochs``
+    and ``budget_s``. Tagged ``validates_parameters``: a project hook runs
+    this node before the pipeline starts, so a typo fails the run before any
+    data is fetched or decoded.
     """
     if not isinstance(model, dict) or "name" not in model:
         raise parameter_error("model.name", f"is required: one of {', '.join(MODEL_NAMES)}")
     name = check_model_name(model["name"])
+    if training_budget_s is not None:
+        positive_number("training_budget_s", training_budget_s)
+        training = {**(training or {}), "epochs": None, "budget_s": training_budget_s}
     overrides = {key: value for key, value in model.items() if key != "name"}
     config = TrainingConfig.from_dict(training, section=f"{name}.training")
     config.check_image_size(*IMAGE_SHAPE[1:], section=f"{name}.training")
@@ -82,9 +90,10 @@ def train_model(
             raise TrainingDivergedError(f"{exc}. Lower the learning rate or set grad_clip") from exc
     history = pd.DataFrame(result.history)
     logger.info(
-        "Trained %s for %d epochs in %.1f s: validation accuracy %.4f (final, tta=%s)",
+        "Trained %s for %d steps (%.2f epochs) in %.1f s: validation accuracy %.4f (final, tta=%s)",
         model_name,
-        len(history),
+        result.final_metrics["steps"],
+        result.final_metrics["epochs"],
         history["train_time_s"].iloc[-1],
         result.final_metrics["val_accuracy"],
         training["tta"],

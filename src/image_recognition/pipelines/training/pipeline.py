@@ -14,7 +14,7 @@ def create_training_pipeline() -> Pipeline:
         [
             Node(
                 check_training_params,
-                ["params:model", "params:training"],
+                ["params:model", "params:training", "params:training_budget_s"],
                 "training_spec",
                 name="check_training_params_node",
                 tags=VALIDATES_PARAMETERS,
@@ -40,5 +40,9 @@ def create_training_pipeline() -> Pipeline:
 def create_pipeline(model: str) -> Pipeline:
     """The training pipeline in the namespace of ``model`` (e.g. ``vit``)."""
     return Pipeline(
-        create_training_pipeline(), namespace=model, inputs=DATA_INPUTS, tags=["training", f"train_{model}"]
+        create_training_pipeline(),
+        namespace=model,
+        inputs=DATA_INPUTS,
+        parameters={"params:training_budget_s"},  # one budget for every model: not namespaced
+        tags=["training", f"train_{model}"],
     )
