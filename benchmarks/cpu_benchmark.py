@@ -156,13 +156,8 @@ def run_row(row: str, data, args: argparse.Namespace) -> dict[str, Any]:
         training.update(epochs=epochs, budget_s=None)
         probe = {"budget_s": args.budget_s, "probe_images_per_s": images_per_s, "epochs": epochs}
     checkpoint = Path(args.checkpoint_dir) / f"{row}.pt" if args.checkpoint_dir else None
-    logger.info(
-        "row %s: training %s for %s on %d images",
-        row,
-        model_name,
-        f"{training['epochs']} epochs" if training["epochs"] else f"a budget of {training['budget_s']} s",
-        len(train_images),
-    )
+    length = f"{training['epochs']} epochs" if training["epochs"] else f"a budget of {training['budget_s']} s"
+    logger.info("row %s: training %s for %s on %d images", row, model_name, length, len(train_images))
     started = time.perf_counter()
     result = train(
         model_name, settings["model"], training, train_split, val_split, {"mean": mean, "std": std}, checkpoint

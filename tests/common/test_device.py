@@ -126,3 +126,13 @@ def test_cost_measurements_run_under_the_backend_settings(recorder: _Recorder) -
     cost.measure_latency_ms(model, CPU, repeats=1, warmup=1, recipe=recipe)
     assert recorder.calls == [(CPU, False), (CPU, False)]
     assert model.passes and all(model.passes)
+
+
+@pytest.mark.parametrize(("forced", "native"), [("0", False), ("1", True)])
+def test_the_cpus_bf16_can_be_declared_absent_or_present(monkeypatch, forced, native):
+    """How the benchmark runs as on a CPU without native bf16 (benchmarks/dag_benchmark.py --as-avx2-cpu)."""
+    from image_recognition.common import device  # noqa: PLC0415
+
+    monkeypatch.setenv(device.CPU_BF16_VARIABLE, forced)
+    assert device.cpu_has_native_bf16() is native
+    assert (device.autocast_dtype("auto", CPU) is torch.bfloat16) is native

@@ -45,7 +45,7 @@ def test_record_holds_quality_cost_plain_history_and_provenance(commit):
     metrics = metrics_record(
         CHECKPOINT, TEST_SPLIT, DATA_REPORT, EvaluationConfig(), {"accuracy": 0.5}, {"tta_views": 2}
     )
-    assert list(metrics) == ["model", "quality", "cost", "history", "provenance"]
+    assert list(metrics) == ["model", "quality", "cost", "training", "history", "provenance"]
     assert (metrics["model"], metrics["quality"], metrics["cost"]) == ("cnn", {"accuracy": 0.5}, {"tta_views": 2})
     assert metrics["history"] == [{"epoch": 1, "val_loss": None, "train_time_s": 1.5}]  # NaN is not JSON
 
@@ -85,3 +85,32 @@ def test_no_commit_outside_a_git_checkout(monkeypatch):
         assert record.git_commit() is None
     finally:
         record.git_commit.cache_clear()
+
+
+def test_the_record_states_the_budget_the_plan_and_the_speeds_of_a_budgeted_run():
+    probe = {"step_s": 0.5, "images_per_s": 512.0, "steps": 10}
+    budgeted = {
+        **CHECKPOINT,
+        "training_config": {**CHECKPOINT["training_config"], "batch_size": 256},
+        "plan": {"budget_s": 300.0, "total_steps": 520, "epochs": 2.97, "probe": probe},
+        "final_metrics": {"steps": 500, "epochs": 2.857},
+        "stopped_early": True,
+        "history": [{"epoch": 3, "train_time_s": 250.0}],
+    }
+    training = record.training_length(budgeted)
+    assert training == {
+        "budget_s": 300.0,
+        "planned_steps": 520,
+        "steps": 500,
+        "epochs": 2.857,
+        "stopped_early": True,
+        "probe_images_per_s": 512.0,
+        "train_images_per_s": 500 * 256 / 250.0,
+    }
+    assert provenance(budgeted, TEST_SPLIT, DATA_REPORT, EvaluationConfig())["training_plan"]["total_steps"] == 520
+
+
+def test_a_checkpoint_from_before_budgets_reads_as_trained_to_its_epochs():
+    training = record.training_length(CHECKPOINT)
+    assert training["budget_s"] is None and training["planned_steps"] is None
+    assert training["epochs"] == 3 and training["stopped_early"] is False

@@ -31,6 +31,7 @@ def metrics_record(  # noqa: PLR0913 (the parts of the record, named)
         "model": checkpoint["model_name"],
         "quality": quality,
         "cost": cost,
+        "training": training_length(checkpoint),
         "history": [{key: _plain(value) for key, value in row.items()} for row in checkpoint.get("history") or []],
         "provenance": provenance(checkpoint, test_split, data_report, config),
     }
@@ -57,8 +58,34 @@ def provenance(
         "training_config": training_config,
         "seed": (training_config or {}).get("seed"),
         "epochs": checkpoint.get("epoch"),
+        "training_plan": checkpoint.get("plan"),  # the budget, the speed probe and the steps it fixed
         "evaluation": config_to_dict(config),
         "git_commit": git_commit(),
+    }
+
+
+def training_length(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """How long the model trained: its budget (None: a number of epochs), the steps planned and taken, the speeds.
+
+    ``probe_images_per_s`` is what the speed probe measured before planning;
+    ``train_images_per_s`` what the run achieved over its training time
+    (setup plus steps). A checkpoint saved before budgets existed has no plan:
+    its steps and epochs come from its history.
+    """
+    plan = checkpoint.get("plan") or {}
+    final = checkpoint.get("final_metrics") or {}
+    history = checkpoint.get("history") or []
+    batch_size = (checkpoint.get("training_config") or {}).get("batch_size")
+    steps = final.get("steps", checkpoint.get("global_step"))
+    train_time = history[-1].get("train_time_s") if history else None
+    return {
+        "budget_s": plan.get("budget_s"),
+        "planned_steps": plan.get("total_steps"),
+        "steps": steps,
+        "epochs": final.get("epochs", checkpoint.get("epoch")),
+        "stopped_early": bool(checkpoint.get("stopped_early", False)),
+        "probe_images_per_s": (plan.get("probe") or {}).get("images_per_s"),
+        "train_images_per_s": steps * batch_size / train_time if steps and batch_size and train_time else None,
     }
 
 

@@ -26,6 +26,7 @@ def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
     for model, result in results.items():
         metrics = result["metrics"]
         quality, cost, provenance = metrics["quality"], metrics["cost"], metrics["provenance"]
+        training = metrics.get("training") or {}
         rows.append(
             {
                 "model": model,
@@ -40,6 +41,10 @@ def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
                 "flops_per_image": cost["flops_per_image"],  # one view
                 "flops_per_prediction": cost.get("flops_per_prediction"),  # every TTA view
                 "training_time_s": cost["training_time_s"],  # setup plus steps
+                "budget_s": training.get("budget_s"),  # None: trained a set number of epochs
+                "planned_steps": training.get("planned_steps"),
+                "steps": training.get("steps"),
+                "train_images_per_s": training.get("train_images_per_s"),  # achieved, over training_time_s
                 "compile_time_s": cost.get("compile_time_s"),
                 "throughput_images_per_s": cost["throughput_images_per_s"],  # one view
                 "throughput_predictions_per_s": cost.get("throughput_predictions_per_s"),  # every TTA view
@@ -48,11 +53,38 @@ def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
                 "precision": cost.get("precision"),
                 "memory_format": cost.get("memory_format"),
                 "device": cost["device"],
-                "epochs": provenance["epochs"],
+                "epochs": training.get("epochs", provenance["epochs"]),
                 "checkpoint_version": provenance["checkpoint_version"],
             }
         )
     return pd.DataFrame(rows)
+
+
+def equal_budget_sentence(table: pd.DataFrame) -> str | None:
+    """One sentence on which model got further when two or more trained to the same budget; None otherwise.
+
+    The largest group of models sharing a budget is compared (the CPU recipes
+    give cnn and vit the same budget, the baseline a shorter one;
+    ``training_budget_s`` gives every model the same).
+    """
+    if "budget_s" not in table or table["budget_s"].isna().all():
+        return None
+    counts = table["budget_s"].dropna().value_counts()
+    if counts.iloc[0] < 2:  # noqa: PLR2004
+        return None
+    budget = counts.index[0]
+    group = table[table["budget_s"] == budget].sort_values("test_accuracy", ascending=False)
+    first, second = group.iloc[0], group.iloc[1]
+
+    def trained(row: pd.Series) -> str:
+        speed = f" at {row['train_images_per_s']:,.0f} images/s" if pd.notna(row["train_images_per_s"]) else ""
+        return f"{row['model']} reached {row['test_accuracy']:.2%} in {row['epochs']:.2f} epochs{speed}"
+
+    gap = (first["test_accuracy"] - second["test_accuracy"]) * 100
+    return (
+        f"With the same training budget of {budget:g} s each, {'; '.join(trained(row) for _, row in group.iterrows())}: "
+        f"{first['model']} got further, {gap:.1f} percentage points ahead of {second['model']}."
+    )
 
 
 def _format(value: Any) -> str:
@@ -82,6 +114,19 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 pre { background: #f7f7f7; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
 .figure { margin: 2rem 0; }
 """
+
+
+def _budget_paragraph(table: pd.DataFrame) -> str:
+    """The equal-budget sentence and what a budget means, as a paragraph; nothing without budgets."""
+    sentence = equal_budget_sentence(table)
+    if "budget_s" not in table or table["budget_s"].isna().all():
+        return ""
+    explained = (
+        "<code>budget_s</code> is each model's training time budget: it measured its speed on this machine "
+        "(<code>train_images_per_s</code> is what it then achieved) and planned <code>planned_steps</code> to fit; "
+        "<code>steps</code> fewer than planned means the machine slowed down and the run stopped on time."
+    )
+    return f"<p>{html.escape(sentence) + ' ' if sentence else ''}{explained}</p>"
 
 
 # How the report names each data set kind; another kind is named as it is spelt.
@@ -137,6 +182,7 @@ goes with the one-view <code>flops_per_image</code>, <code>throughput_images_per
 <code>latency_ms</code>. Speeds are measured in each recipe's precision and memory format;
 <code>training_time_s</code> is setup (data on the device, model built, whitening) plus every epoch's steps, <code>compile_time_s</code> the warm-up before them.</p>
 {_table_html(table)}
+{_budget_paragraph(table)}
 <h2>Figures</h2>
 {"".join(parts)}
 <h2>Provenance</h2>

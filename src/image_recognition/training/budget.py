@@ -12,7 +12,7 @@ freeze are built for exactly that many steps; the last epoch may be partial.
 The plan is recorded in the checkpoint and the metrics, and a resumed run
 follows it without measuring again. While the run trains, its clock is
 watched: if the machine becomes slower than measured, the run stops early
-rather than overrun (:meth:`Plan.must_stop`), and says so.
+rather than overrun (:class:`Deadline`), and says so.
 
 Every clock read goes through :func:`clock`, which tests replace.
 """
@@ -81,17 +81,6 @@ class Plan:
         """Steps the plan takes in ``epoch`` (0-based): all of them, or what is left in the last."""
         return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
 
-    def must_stop(self, elapsed_s: float, validating: bool) -> bool:
-        """Whether one more step would leave too little of the budget for the run's end (never without a budget).
-
-        ``elapsed_s`` is the run's time so far; ``validating`` whether the
-        epoch's validation still comes before the end.
-        """
-        if self.budget_s is None or self.probe is None:
-            return False
-        ending = self.close_s + (self.probe.validation_s if validating else 0.0)
-        return elapsed_s + self.probe.step_s + ending > self.budget_s
-
     def to_dict(self) -> dict[str, Any]:
         """The plan as plain values: for the checkpoint, the metrics and the log."""
         values = asdict(self)
@@ -107,6 +96,32 @@ class Plan:
         if probe is not None:
             fields["probe"] = Probe(**{key: probe[key] for key in Probe.__dataclass_fields__})
         return cls(**fields)
+
+
+class Deadline:
+    """Watches a budgeted run's clock: whether one more step would leave too little of the budget for the end.
+
+    The next step is taken to cost what the probe measured, or what the
+    latest step took if that was longer (the machine has slowed down). The
+    end is the epoch's validation, the final validation with its TTA and the
+    final checkpoint, at the probe's costs. Without a budget it never stops a run.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.step_s = plan.probe.step_s if plan.probe else 0.0
+        self.last: float | None = None  # the elapsed time at the previous check in this epoch
+
+    def reached(self, elapsed_s: float, first_in_epoch: bool) -> bool:
+        """Whether to stop before the next step, at ``elapsed_s`` seconds into the run."""
+        plan = self.plan
+        if plan.budget_s is None or plan.probe is None:
+            return False
+        if not first_in_epoch and self.last is not None:  # a step's time, without the epoch's validation
+            self.step_s = max(plan.probe.step_s, elapsed_s - self.last)
+        self.last = elapsed_s
+        ending = plan.close_s + plan.probe.validation_s
+        return elapsed_s + self.step_s + ending > plan.budget_s
 
 
 def plan_epochs(config: TrainingConfig, steps_per_epoch: int) -> Plan:
@@ -160,7 +175,7 @@ def _steps_that_fit(available: float, steps_per_epoch: int, probe: Probe, checkp
     for epochs in range(1, max(1, int(available / probe.step_s / steps_per_epoch)) + 2):
         checkpoints = (epochs - 1) // checkpoint_every if checkpoint_every else 0
         left = available - epochs * epoch_cost - checkpoints * probe.checkpoint_s
-        steps = min(epochs * steps_per_epoch, math.floor(left / probe.step_s))
+        steps = min(epochs * steps_per_epoch, math.floor(left / probe.step_s + 1e-9))  # 0.3 / 0.1 is 2.999...
         if steps > (epochs - 1) * steps_per_epoch:  # this many epochs really begin
             best = max(best, steps)
     return best

@@ -32,7 +32,7 @@ from image_recognition.models.sizes import DEFAULT_IMAGE_SIZE, check_images_fit
 from image_recognition.sources.tensors import Normalizer
 from image_recognition.training import budget
 from image_recognition.training.batches import Batches, EpochBatches
-from image_recognition.training.budget import Plan, describe, plan_budget, plan_epochs
+from image_recognition.training.budget import Deadline, Plan, describe, plan_budget, plan_epochs
 from image_recognition.training.checkpoint import save_checkpoint
 from image_recognition.training.config import TrainingConfig
 from image_recognition.training.ddp import ProcessGroup, current_group
@@ -167,7 +167,7 @@ def fit(run: TrainingRun, times: RunTimes) -> None:
     points, and copies nothing to the device (tests/training/test_host_syncs.py).
     A budgeted run stops early when the machine has become too slow to finish in time.
     """
-    plan = run.plan
+    plan, deadline = run.plan, Deadline(run.plan)
     progress = JobProgress(run.model_name, plan.total_steps, run.batches.batch_size, run.global_step, run.is_main)
     for epoch in range(run.start_epoch, plan.epoch_count):
         run.model.train()
@@ -177,7 +177,7 @@ def fit(run: TrainingRun, times: RunTimes) -> None:
         progress.start_part(f"epoch {epoch + 1}/{plan.epoch_count}", steps)
         done, lr = 0, run.optimizer.param_groups[0]["lr"]
         for step, (images, labels, targets) in enumerate(batches):
-            if _out_of_time(run, times):
+            if _out_of_time(run, deadline, times.elapsed(), step == 0):
                 break
             freeze_whitening(run.scheduler, run.global_step >= plan.whiten_bias_steps)
             lr = run.optimizer.param_groups[0]["lr"]
@@ -193,22 +193,23 @@ def fit(run: TrainingRun, times: RunTimes) -> None:
         _checkpoint_every(run, epoch + 1)
 
 
-def _out_of_time(run: TrainingRun, times: RunTimes) -> bool:
+def _out_of_time(run: TrainingRun, deadline: Deadline, elapsed: float, first_in_epoch: bool) -> bool:
     """Whether a budgeted run in one process must stop now to end within its budget; logs why, once.
 
     A data-parallel group follows its plan: a stop decided on one rank's clock
     would leave the others waiting for it.
     """
-    if run.group is not None or not run.plan.must_stop(times.elapsed(), validating=True):
+    if run.group is not None or not deadline.reached(elapsed, first_in_epoch):
         return False
     run.stopped_early = True
     logger.warning(
         "%s: stopping at step %d of %d planned: this machine has become slower than the probe measured "
-        "(%.1f ms a step), and the budget of %g s must also hold the final validation",
+        "(%.1f ms a step, %.1f ms now), and the budget of %g s must also hold the final validation",
         run.model_name,
         run.global_step,
         run.plan.total_steps,
         run.plan.probe.step_s * 1000,
+        deadline.step_s * 1000,
         run.plan.budget_s,
     )
     return True

@@ -105,3 +105,16 @@ def test_the_model_takes_its_classes_and_image_size_from_the_data():
         "image_size": 32,
         "num_classes": 2,
     }
+
+
+def test_one_training_budget_replaces_every_models_own_length():
+    """`kedro run --params training_budget_s=300`: epochs or a budget of the model's own give way to it."""
+    by_epochs = check_training_params({"name": "cnn"}, {"epochs": 12}, 300)
+    by_budget = check_training_params({"name": "vit"}, {"epochs": None, "budget_s": 660}, 300)
+    for spec in (by_epochs, by_budget):
+        assert spec["training"]["budget_s"] == 300 and spec["training"]["epochs"] is None
+    assert check_training_params({"name": "cnn"}, {"epochs": 12}, None)["training"]["epochs"] == 12
+    with pytest.raises(
+        ParameterError, match=r"training_budget_s must be a finite number > 0, got -5.*parameters_training\.yml"
+    ):
+        check_training_params({"name": "cnn"}, {"epochs": 12}, -5)
