@@ -168,6 +168,7 @@ def run_dag(project: Path, args: argparse.Namespace) -> dict[str, Any]:
         "commit": subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True
         ).stdout.strip(),
+        "dirty": False,  # what ran is the clone of the committed HEAD, whatever the working tree holds
         "wall_time_s": wall,
         "recipes_line": chosen.split(": ", 1)[-1] if chosen else None,
         "node_times_s": node_times(log),

@@ -64,3 +64,18 @@ def test_the_demo_dag_runs_from_a_fresh_clone(dag_benchmark, tmp_path):
     nodes = set(report["node_times_s"])
     assert {"simple_cnn.train_model_node", "cnn.train_model_node", "vit.evaluate_model_node"} <= nodes
     assert any(name.endswith("render_report_node") for name in nodes)
+    assert report["emulated"] is None
+    assert set(report["training"]) == {"simple_cnn", "cnn", "vit"}  # each model's plan, read from its checkpoint
+
+
+@pytest.mark.slow
+def test_a_budgeted_demo_dag_records_each_models_plan_as_on_an_avx2_only_cpu(dag_benchmark, tmp_path):
+    """The equal-budget and AVX2-only runs of the docs, end to end on the demo data."""
+    out = tmp_path / "dag.json"
+    args = ["--env", "demo", "--params", "training_budget_s=6", "--as-avx2-cpu", "--out", str(out)]
+    report = dag_benchmark["main"](args)
+    assert json.loads(out.read_text())["emulated"]["environment"]["IMAGE_RECOGNITION_CPU_BF16"] == "0"
+    for model, plan in report["training"].items():
+        assert plan["budget_s"] == 6.0, model
+        assert 0 < plan["steps"] <= plan["planned_steps"] and plan["probe_images_per_s"] > 0
+        assert plan["training_wall_time_s"] <= 6.0

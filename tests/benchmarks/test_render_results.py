@@ -85,3 +85,20 @@ def test_a_readme_without_the_markers_is_refused(render_results, project):
     (project / "README.md").write_text("# a README without a results table\n")
     with pytest.raises(SystemExit, match="markers"):
         render_results["main"](["--check", "--root", str(project)])
+
+
+def test_a_dag_run_given_one_budget_for_every_model_is_an_equal_budget_row_per_model(render_results, project):
+    """Rendered from a made-up result in a copy of the project: the rows, best first, and their own table."""
+    source = project / "benchmarks/results/dag_cpu_amx.json"
+    data = json.loads(source.read_text())
+    data["command"] += ",training_budget_s=200"
+    data["test_accuracy"] = {"cnn": 0.81, "vit": 0.7, "simple_cnn": 0.4}
+    plan = {"budget_s": 200.0, "steps": 900, "planned_steps": 910, "epochs": 5.12, "train_images_per_s": 1500.0}
+    data["training"] = {model: {**plan, "training_wall_time_s": 199.0} for model in data["test_accuracy"]}
+    (project / "benchmarks/results/dag_budget_200.json").write_text(json.dumps(data))
+    render_results["main"](["--root", str(project)])
+    page = (project / "docs" / "results.md").read_text()
+    section = page.split("## The models at equal training budgets", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| 200 s")]
+    assert [row.split(" | ")[1] for row in rows] == ["`cnn`", "`vit`", "`simple_cnn`"]
+    assert "| 81.00% | 900 of 910 | 5.12 | 1,500 | 199 s |" in rows[0]

@@ -232,3 +232,32 @@ def test_a_checkpoint_of_an_epochs_run_is_not_resumed_as_a_budgeted_one(tmp_path
     budgeted = {**training, "epochs": None, "budget_s": 30.0, "resume": True}
     with pytest.raises(ParameterError, match="trained to training.epochs and this run gives training.budget_s"):
         train("simple_cnn", TINY_MODELS["simple_cnn"], budgeted, checkpoint_path=checkpoint, **data_args)
+
+
+def test_in_a_data_parallel_group_the_plan_is_rank_zeros_and_the_group_follows_it(
+    monkeypatch: pytest.MonkeyPatch, small: dict, group_of_one
+) -> None:
+    """Every rank probes the same fixed steps (each waits for the others) and takes rank 0's plan; no clock stop."""
+    costs = FakeCosts(step_s=0.05, validation_s=0.2).install(monkeypatch)
+    group_of_one(0, 1)
+    shared = []
+    real_broadcast = engine.ProcessGroup.broadcast
+
+    def broadcast(self, value):  # noqa: ANN001, ANN202
+        shared.append(value)
+        return real_broadcast(self, value)
+
+    monkeypatch.setattr(engine.ProcessGroup, "broadcast", broadcast)
+    real_adopt = engine.TrainingRun.adopt
+
+    def adopt_then_slow_down(run, plan):  # noqa: ANN001, ANN202
+        real_adopt(run, plan)
+        costs.step_s *= 3  # a single process would stop early; the group does not
+
+    monkeypatch.setattr(engine.TrainingRun, "adopt", adopt_then_slow_down)
+    training = {**LEARNING_RECIPES["cnn"], "epochs": None, "budget_s": 8.0, "log_every": 0, "batch_size": 40}
+    result = train("cnn", TINY_MODELS["cnn"], training, **small)
+    plan = Plan.from_dict(result.checkpoint["plan"])
+    assert [value for value in shared if isinstance(value, Plan)] == [plan]
+    assert plan.probe.steps == probe.GROUP_STEPS
+    assert result.final_metrics["steps"] == plan.total_steps and not result.checkpoint["stopped_early"]

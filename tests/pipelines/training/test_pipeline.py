@@ -31,7 +31,7 @@ def test_demo_train_vit_end_to_end(project):
     result = project.kedro("run", "--env=demo", "--pipeline=train_vit", "--params", "vit.training.epochs=1")
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
-    accuracy = re.search(r"Trained vit for \d+ epochs in [\d.]+ s: validation accuracy ([\d.]+)", log)
+    accuracy = re.search(r"Trained vit for \d+ steps \([\d.]+ epochs\) in [\d.]+ s: validation accuracy ([\d.]+)", log)
     assert accuracy, log[-3000:]
     assert float(accuracy.group(1)) > 0.5  # ten classes: chance is 0.1
     checkpoints = list((project.root / "data/demo/06_models/vit/checkpoint.pt").glob("*/checkpoint.pt"))
