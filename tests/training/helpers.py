@@ -10,7 +10,7 @@ from image_recognition.models.tiny import TINY_MODELS
 from tests.helpers import free_port
 
 # The history columns that do not depend on timing: equal between identical runs.
-TIMING_FREE = ("epoch", "train_loss", "train_objective", "train_accuracy", "val_loss", "val_accuracy", "lr")
+TIMING_FREE = ("epoch", "steps", "train_loss", "train_objective", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
 # Settings under which each tiny model learns the synthetic classes in seconds.
 LEARNING_RECIPES = {
