@@ -197,3 +197,12 @@ def test_an_environment_lists_only_what_it_changes_from_base(env):
         if path in base and base[path] == value
     ]
     assert not repeated, f"conf/{env} repeats conf/base's values of {repeated}"
+
+
+def test_the_cpu_recipes_line_names_one_budget_for_every_model_and_shows_a_bad_one_as_given():
+    assert config_loader.training_lengths({"training_budget_s": 300, "cnn": {}}) == (
+        "a training budget of 300 s for every model (training_budget_s)"
+    )
+    blocks = {"cnn": {"model": {}, "training": {"budget_s": "ten"}}, "vit": {"model": {}, "training": {"epochs": 9}}}
+    # The line must not fail on a value the parameter checks then refuse in one line.
+    assert config_loader.training_lengths(blocks) == "training cnn 'ten' s, vit 9 epochs"

@@ -41,14 +41,22 @@ def hardware_env() -> str | None:
 def training_lengths(parameters: dict[str, Any]) -> str:
     """How long each model trains, in words: "training budgets cnn 660 s, vit 660 s" (epochs where not budgeted)."""
     if parameters.get("training_budget_s") is not None:
-        return f"a training budget of {parameters['training_budget_s']:g} s for every model (training_budget_s)"
+        return f"a training budget of {_seconds(parameters['training_budget_s'])} for every model (training_budget_s)"
     lengths = []
     for name, block in sorted(parameters.items()):
         training = block.get("training") if isinstance(block, dict) else None
         if isinstance(training, dict) and isinstance(block.get("model"), dict):
             budget = training.get("budget_s")
-            lengths.append(f"{name} {budget:g} s" if budget is not None else f"{name} {training.get('epochs')} epochs")
+            lengths.append(
+                f"{name} {_seconds(budget)}" if budget is not None else f"{name} {training.get('epochs')} epochs"
+            )
     return "training " + ", ".join(lengths)
+
+
+def _seconds(value: Any) -> str:
+    """A budget as the log line shows it; a value that is not a number is shown as given (the checks refuse it)."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return f"{value:g} s" if is_number else f"{value!r} s"
 
 
 def _announce(message: str) -> None:
