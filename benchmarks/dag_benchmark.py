@@ -37,6 +37,8 @@ from typing import Any
 
 import torch
 
+from image_recognition.evaluation.record import training_length
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import logger, machine_info, setup_logging, write_json  # noqa: E402
@@ -116,23 +118,18 @@ AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "IMAGE
 
 
 def training_plans(project: Path) -> dict[str, dict[str, Any]]:
-    """Each model's training length, from its newest checkpoint: budget, measured speed, steps planned and taken."""
+    """Each model's training length, from its newest checkpoint: budget, measured speed, steps planned and taken.
+
+    The fields are the metrics record's ``training`` block, with the planned
+    epochs and the training time the budget bounds.
+    """
     found = {}
     for path in sorted(project.joinpath("data").glob("**/06_models/*/checkpoint.pt/*/checkpoint.pt")):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        plan, final = checkpoint.get("plan") or {}, checkpoint.get("final_metrics") or {}
-        history = checkpoint.get("history") or [{}]
-        images = final.get("steps", 0) * checkpoint["training_config"]["batch_size"]
         found[path.parents[2].name] = {
-            "budget_s": plan.get("budget_s"),
-            "probe_images_per_s": (plan.get("probe") or {}).get("images_per_s"),
-            "planned_steps": plan.get("total_steps"),
-            "planned_epochs": plan.get("epochs"),
-            "steps": final.get("steps"),
-            "epochs": final.get("epochs"),
-            "stopped_early": checkpoint.get("stopped_early"),
-            "train_images_per_s": images / history[-1]["train_time_s"] if history[-1].get("train_time_s") else None,
-            "training_wall_time_s": final.get("wall_time_s"),
+            **training_length(checkpoint),
+            "planned_epochs": (checkpoint.get("plan") or {}).get("epochs"),
+            "training_wall_time_s": (checkpoint.get("final_metrics") or {}).get("wall_time_s"),
         }
     return found
 

@@ -60,6 +60,11 @@ def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _budgets(table: pd.DataFrame) -> pd.Series:
+    """The models' training budgets, without the models trained to a number of epochs (and none from older tables)."""
+    return table["budget_s"].dropna() if "budget_s" in table else pd.Series(dtype=float)
+
+
 def equal_budget_sentence(table: pd.DataFrame) -> str | None:
     """One sentence on which model got further when two or more trained to the same budget; None otherwise.
 
@@ -67,10 +72,8 @@ def equal_budget_sentence(table: pd.DataFrame) -> str | None:
     give cnn and vit the same budget, the baseline a shorter one;
     ``training_budget_s`` gives every model the same).
     """
-    if "budget_s" not in table or table["budget_s"].isna().all():
-        return None
-    counts = table["budget_s"].dropna().value_counts()
-    if counts.iloc[0] < 2:  # noqa: PLR2004
+    counts = _budgets(table).value_counts()
+    if counts.empty or counts.iloc[0] < 2:  # noqa: PLR2004
         return None
     budget = counts.index[0]
     group = table[table["budget_s"] == budget].sort_values("test_accuracy", ascending=False)
@@ -118,9 +121,9 @@ pre { background: #f7f7f7; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem;
 
 def _budget_paragraph(table: pd.DataFrame) -> str:
     """The equal-budget sentence and what a budget means, as a paragraph; nothing without budgets."""
-    sentence = equal_budget_sentence(table)
-    if "budget_s" not in table or table["budget_s"].isna().all():
+    if _budgets(table).empty:
         return ""
+    sentence = equal_budget_sentence(table)
     explained = (
         "<code>budget_s</code> is each model's training time budget: it measured its speed on this machine "
         "(<code>train_images_per_s</code> is what it then achieved) and planned <code>planned_steps</code> to fit; "
